@@ -1,0 +1,1 @@
+"""Thin adapters around the pure core: Kafka, HTTP, Prometheus, the embedded broker."""

@@ -1,0 +1,97 @@
+"""Budget managers: how many labels the reviewers can afford, and when.
+
+A budget is charged when a label is *requested*, not when it arrives: in fraud review the
+reviewer's time is spent the moment the case is opened, whether or not the answer comes back.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections import deque
+
+__all__ = ["Budget", "WindowBudget"]
+
+
+class Budget(ABC):
+    """Decides whether one more label request may be made now."""
+
+    fraction: float
+
+    @abstractmethod
+    def allows(self) -> bool:
+        """True if a request made for the current event stays within the budget."""
+
+    @abstractmethod
+    def record(self, asked: bool) -> None:
+        """Account for one event, after the gate decided whether to ask for its label."""
+
+    @property
+    @abstractmethod
+    def spend_ratio(self) -> float:
+        """Requests per event observed over the budget window."""
+
+
+class WindowBudget(Budget):
+    """A fraction ``B`` of events, enforced exactly over a sliding window of ``window`` events.
+
+    A hard count over the last ``window`` events (not an exponential estimate) guarantees that no
+    window of that length ever holds more than ``floor(B * window)`` requests, so a cold start or a
+    drift cannot burn a day's reviewer capacity in a burst.
+
+    Parameters
+    ----------
+    fraction
+        Share of events that may be sent to review, in ``(0, 1]``.
+    window
+        Number of most recent events over which the cap holds.
+
+    Examples
+    --------
+    >>> budget = WindowBudget(fraction=0.1, window=20)
+    >>> asked = 0
+    >>> for _ in range(100):
+    ...     ask = budget.allows()
+    ...     budget.record(ask)
+    ...     asked += ask
+    >>> asked  # 2 per window of 20: front-loaded, never more than the cap
+    10
+    >>> budget.spend_ratio
+    0.1
+    """
+
+    def __init__(self, fraction: float = 0.02, window: int = 1000) -> None:
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"budget fraction must be in (0, 1], got {fraction}")
+        if window < 1:
+            raise ValueError(f"budget window must be >= 1 event, got {window}")
+        self.fraction = fraction
+        self.window = window
+        self._history: deque[bool] = deque(maxlen=window)
+        self._asked = 0
+
+    @property
+    def cap(self) -> int:
+        """Most requests allowed in any window (at least one, so tiny budgets still learn)."""
+        return max(1, math.floor(self.fraction * self.window + 1e-9))
+
+    def set_fraction(self, fraction: float) -> None:
+        """Change the budget at run time; the window's history is kept."""
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"budget fraction must be in (0, 1], got {fraction}")
+        self.fraction = fraction
+
+    def allows(self) -> bool:
+        # The request would be counted together with the last (window - 1) events.
+        oldest_leaves = len(self._history) == self.window and self._history[0]
+        return self._asked - oldest_leaves + 1 <= self.cap
+
+    def record(self, asked: bool) -> None:
+        if len(self._history) == self.window and self._history[0]:
+            self._asked -= 1
+        self._history.append(asked)
+        self._asked += asked
+
+    @property
+    def spend_ratio(self) -> float:
+        return self._asked / len(self._history) if self._history else 0.0

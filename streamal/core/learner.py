@@ -1,0 +1,135 @@
+"""The active learner: model + gate + pending store, one event or one label at a time.
+
+This is the object the service, the offline evaluator and the demo all drive. ``score`` is the
+events loop's step (predict, gate, remember what a label would need); ``learn`` is the labels
+loop's step (join with the open request, learn at once, report the outcome). Neither touches I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from streamal.core.estimate import Proportion
+from streamal.core.gate import Decision, Gate
+from streamal.core.messages import Label, Transaction, TransactionSchema, extract_features
+from streamal.core.model import OnlineModel
+from streamal.core.pending import PendingItem, PendingStore
+
+__all__ = ["ActiveLearner", "LabelResult", "Scored"]
+
+#: Lane of a label that arrived with its event but was never requested (e.g. a chargeback).
+UNREQUESTED = "unrequested"
+
+
+@dataclass(slots=True)
+class Scored:
+    """The outcome of scoring one transaction."""
+
+    event_id: str
+    proba: dict[Hashable, float]
+    risk: float
+    predicted: Hashable
+    decision: Decision
+    model_version: int
+
+
+@dataclass(slots=True)
+class LabelResult:
+    """What became of one label: ``learned``, ``duplicate`` or ``orphan``."""
+
+    outcome: str
+    lane: str | None = None
+    predicted: Hashable | None = None
+    actual: Hashable | None = None
+    delay: float | None = None
+
+
+class ActiveLearner:
+    """Scores events, asks for labels through the gate, and learns labels as they come.
+
+    Parameters
+    ----------
+    model
+        The shared online model.
+    gate
+        Decides per event whether to request a label.
+    pending
+        Open review requests.
+    schema
+        How to read features from a label that carries its own event.
+    clock
+        Wall clock, injectable for tests.
+    """
+
+    def __init__(
+        self,
+        model: OnlineModel,
+        gate: Gate,
+        pending: PendingStore | None = None,
+        schema: TransactionSchema | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.model = model
+        self.gate = gate
+        self.pending = pending if pending is not None else PendingStore()
+        self.schema = schema if schema is not None else TransactionSchema()
+        self.clock = clock
+        #: Prequential accuracy on labelled events, by lane (prediction made at scoring time).
+        self.accuracy: dict[str, Proportion] = {}
+
+    def score(self, txn: Transaction, keep_event: bool = True) -> Scored:
+        """Predict, let the gate decide, and open a review request if it asks."""
+        model = self.model
+        proba = model.predict_proba_one(txn.features)
+        version = model.version
+        predicted = max(proba, key=proba.__getitem__)
+        decision = self.gate.decide(proba)
+        if decision.ask:
+            assert decision.reason is not None
+            self.pending.add(
+                PendingItem(
+                    event_id=txn.event_id,
+                    features=txn.features,
+                    proba=proba,
+                    predicted=predicted,
+                    reason=decision.reason,
+                    probability=decision.probability,
+                    model_version=version,
+                    requested_at=self.clock(),
+                    event=txn.event if keep_event else None,
+                )
+            )
+        return Scored(txn.event_id, proba, proba[model.positive], predicted, decision, version)
+
+    def learn(self, label: Label) -> LabelResult:
+        """Join a label with its open request and learn from it at once.
+
+        A label is learned at most once: a second label for the same id is a ``duplicate``; a
+        label for an id that is neither open nor carries its event is an ``orphan``.
+        """
+        pending = self.pending
+        if pending.was_resolved(label.event_id):
+            return LabelResult("duplicate", actual=label.label)
+        item = pending.resolve(label.event_id)
+        if item is not None:
+            self.model.learn_one(item.features, label.label)
+            self._track(item.reason, item.predicted, label.label)
+            delay = self.clock() - item.requested_at
+            return LabelResult("learned", item.reason, item.predicted, label.label, delay)
+        if label.event is not None:
+            features = extract_features(label.event, self.schema)
+            proba = self.model.predict_proba_one(features)
+            predicted = max(proba, key=proba.__getitem__)
+            self.model.learn_one(features, label.label)
+            pending.mark_resolved(label.event_id)
+            self._track(UNREQUESTED, predicted, label.label)
+            return LabelResult("learned", UNREQUESTED, predicted, label.label)
+        return LabelResult("orphan", actual=label.label)
+
+    def _track(self, lane: str, predicted: Hashable, actual: Hashable) -> None:
+        stats = self.accuracy.get(lane)
+        if stats is None:
+            stats = self.accuracy[lane] = Proportion()
+        stats.update(predicted == actual)
