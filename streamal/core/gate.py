@@ -92,6 +92,12 @@ class Gate:
         self.threshold = initial_threshold
         self.n_classes = n_classes
         self._rng = random.Random(seed)
+        # The uncertainty lane has its own share of the window, so that a model that is unsure
+        # of everything (cold start, drift) cannot starve the random lane of its labels.
+        self._lane_budget = WindowBudget(
+            max(1e-9, self.budget.fraction * (1.0 - random_share)),
+            getattr(self.budget, "window", 1000),
+        )
 
     @property
     def _lane_rate(self) -> float:
@@ -102,6 +108,7 @@ class Gate:
         u = self._measure(proba, self.n_classes)
         decision = self._decide(u)
         self.budget.record(decision.ask)
+        self._lane_budget.record(decision.reason == "uncertainty")
         return decision
 
     def _decide(self, u: float) -> Decision:
@@ -111,7 +118,7 @@ class Gate:
             if budget.allows():
                 return Decision(True, "random", random_rate, u)
             return Decision(False, None, 0.0, u)
-        if not budget.allows():
+        if not (budget.allows() and self._lane_budget.allows()):
             return Decision(False, None, 0.0, u)
         rate = min(self._lane_rate, 0.5)
         if u >= self.threshold and rate > 0.0:
@@ -128,6 +135,7 @@ class Gate:
         if set_fraction is None:
             raise TypeError(f"{type(self.budget).__name__} cannot change its fraction")
         set_fraction(fraction)
+        self._lane_budget.set_fraction(max(1e-9, fraction * (1.0 - self.random_share)))
 
     def __repr__(self) -> str:
         return (

@@ -39,6 +39,7 @@ REASONS = (
     "bad_value",
     "unknown_class",
     "too_many_features",
+    "processing_error",
 )
 
 

@@ -1,0 +1,137 @@
+"""The HTTP face of the service: probes, metrics and the ``/v1`` API, on FastAPI.
+
+FastAPI's lifespan starts and stops the service's loops, so one ``uvicorn`` process runs all of
+streamal. Every bad request gets a 4xx with a message that says what is wrong; never a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from kafka.errors import KafkaError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from streamal import __version__
+from streamal.core.messages import ClassSet, InvalidMessage, to_iso
+from streamal.service import Service
+
+__all__ = ["create_app"]
+
+
+class LabelIn(BaseModel):
+    """A label for one event, as a reviewer tool or a chargeback feed sends it."""
+
+    event_id: str | int = Field(description="Id of the labelled transaction.")
+    label: bool | int | str = Field(description="Class: true/false (or 1/0) unless configured.")
+    source: str = Field("api", min_length=1, max_length=32, description="Who labelled it.")
+    labelled_at: float | str | None = Field(None, description="Epoch seconds or ISO-8601.")
+    event: dict[str, Any] | None = Field(
+        None, description="The transaction itself, to learn a label that was never requested."
+    )
+
+
+class BudgetIn(BaseModel):
+    fraction: float = Field(gt=0.0, le=1.0, description="Share of events sent to review.")
+
+
+def create_app(service: Service, manage_lifecycle: bool = True) -> FastAPI:
+    """Build the app around ``service``; with ``manage_lifecycle`` the app starts/stops it."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            service.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await run_in_threadpool(service.stop)
+
+    app = FastAPI(title="streamal", version=__version__, lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"error": "invalid request body", "detail": errors}, status_code=422)
+
+    @app.get("/livez")
+    def livez() -> JSONResponse:
+        alive = service.alive()
+        return JSONResponse({"alive": alive}, status_code=200 if alive else 503)
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        checks = service.ready()
+        return JSONResponse(checks, status_code=200 if checks["ready"] else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/labels", status_code=202)
+    def post_label(body: LabelIn) -> JSONResponse:
+        try:
+            written = service.submit_label(body.model_dump(exclude_none=True))
+        except InvalidMessage as exc:
+            return JSONResponse({"error": exc.reason, "detail": exc.detail}, status_code=400)
+        except KafkaError as exc:
+            return JSONResponse(
+                {"error": "broker_unavailable", "detail": type(exc).__name__}, status_code=503
+            )
+        return JSONResponse({"status": "accepted", **written}, status_code=202)
+
+    @app.get("/v1/reviews")
+    def reviews(limit: int = Query(100, ge=1, le=10_000)) -> dict[str, Any]:
+        items = service.learner.pending.snapshot(limit)
+        return {
+            "open": len(service.learner.pending),
+            "items": [
+                {
+                    "event_id": item.event_id,
+                    "reason": item.reason,
+                    "query_probability": item.probability,
+                    "probabilities": {ClassSet.name(c): p for c, p in item.proba.items()},
+                    "predicted": ClassSet.name(item.predicted),
+                    "model_version": item.model_version,
+                    "requested_at": to_iso(item.requested_at),
+                }
+                for item in items
+            ],
+        }
+
+    @app.get("/v1/model")
+    def model() -> dict[str, Any]:
+        return service.model_info()
+
+    def _budget() -> dict[str, Any]:
+        gate = service.learner.gate
+        return {
+            "fraction": gate.budget.fraction,
+            "spend_ratio": gate.budget.spend_ratio,
+            "window": service.settings.budget_window,
+            "threshold": gate.threshold,
+            "random_share": gate.random_share,
+            "measure": gate.measure_name,
+        }
+
+    @app.get("/v1/budget")
+    def get_budget() -> dict[str, Any]:
+        return _budget()
+
+    @app.put("/v1/budget")
+    def put_budget(body: BudgetIn) -> dict[str, Any]:
+        service.learner.gate.set_budget(body.fraction)
+        service.metrics.budget_ratio.set(body.fraction)
+        return _budget()
+
+    return app

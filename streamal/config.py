@@ -1,0 +1,120 @@
+"""Configuration: one pydantic-settings model, read from ``STREAMAL_*`` environment variables.
+
+The CLI derives its flags from the same fields (``--budget`` for ``budget``, and so on), so the
+environment, the flags, the README's table and ``--help`` can never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+#: A list given as comma-separated text in the environment and on the command line.
+Names = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; each is ``STREAMAL_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMAL_", extra="ignore")
+
+    # Broker
+    bootstrap_servers: str | None = Field(
+        None,
+        description="Kafka bootstrap servers, host:port[,host:port]. Unset in the demo: "
+        "an embedded broker is started.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    sasl_mechanism: str | None = Field(
+        None, description="SASL mechanism, e.g. PLAIN, SCRAM-SHA-512."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: str | None = Field(None, description="SASL password.")
+    ssl_cafile: str | None = Field(None, description="CA bundle to verify the brokers.")
+    consumer_group: str = Field("streamal", description="Consumer group for the transactions.")
+    session_timeout_ms: int = Field(
+        10_000, ge=1000, description="Consumer session timeout; group joins can take half of it."
+    )
+    heartbeat_interval_ms: int = Field(3_000, ge=100, description="Consumer heartbeat interval.")
+    create_topics: bool = Field(True, description="Create missing topics at start.")
+    topic_partitions: int = Field(1, ge=1, description="Partitions of topics created at start.")
+
+    # Topics
+    topic_transactions: str = Field("transactions", description="Incoming transactions.")
+    topic_scores: str = Field("scores", description="Outgoing scores, one per transaction.")
+    topic_reviews: str = Field("reviews", description="Outgoing review requests.")
+    topic_labels: str = Field("labels", description="Incoming labels.")
+    topic_dead_letter: str = Field("dead-letter", description="Rejected input, with the reason.")
+    emit_scores: bool = Field(True, description="Produce a score message for every transaction.")
+
+    # Messages
+    id_field: str = Field("event_id", description="Field holding the event id.")
+    time_field: str = Field("timestamp", description="Field holding the event time.")
+    features: Names | None = Field(
+        None, description="Feature fields (comma-separated); all other fields when unset."
+    )
+    exclude: Names = Field(
+        default_factory=list, description="Fields never used as features (comma-separated)."
+    )
+    classes: Names = Field(
+        default_factory=list,
+        description="Class names, positive (risk) class last; binary true/false when unset.",
+    )
+    max_message_bytes: int = Field(65_536, ge=256, description="Larger messages are rejected.")
+    label_sources: Names = Field(
+        default_factory=lambda: ["reviewer", "chargeback", "api", "simulated"],
+        description="Label sources reported by name in metrics; others are reported as 'other'.",
+    )
+
+    # Model and gate
+    model: Literal["logreg", "hat", "arf", "gnb"] = Field("logreg", description="River model.")
+    strategy: Literal["entropy", "least_confidence", "margin"] = Field(
+        "entropy", description="Uncertainty measure of the gate."
+    )
+    budget: float = Field(0.02, gt=0.0, le=1.0, description="Share of events sent to review.")
+    budget_window: int = Field(1000, ge=10, description="Events over which the budget holds.")
+    random_share: float = Field(
+        0.1, ge=0.0, le=1.0, description="Share of the budget spent at random (unbiased lane)."
+    )
+    threshold_step: float = Field(0.01, gt=0.0, lt=1.0, description="Variable threshold step.")
+    seed: int = Field(42, description="Seed of the model and the gate.")
+
+    # Pending store
+    pending_max_items: int = Field(100_000, ge=1, description="Most open review requests kept.")
+    pending_ttl_seconds: float = Field(
+        7 * 24 * 3600.0, gt=0, description="Open review requests expire after this."
+    )
+
+    # HTTP
+    http_host: str = Field("127.0.0.1", description="HTTP bind address.")
+    http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+
+    @field_validator("features", "exclude", "classes", "label_sources", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()] or None
+        return value
+
+    def kafka_client_config(self) -> dict[str, object]:
+        """Connection settings shared by every Kafka client (security passes straight through)."""
+        config: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers or "127.0.0.1:9092",
+            "security_protocol": self.security_protocol,
+        }
+        for key in ("sasl_mechanism", "ssl_cafile"):
+            if getattr(self, key):
+                config[key] = getattr(self, key)
+        if self.sasl_username:
+            config["sasl_plain_username"] = self.sasl_username
+            config["sasl_plain_password"] = self.sasl_password
+        return config

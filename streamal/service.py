@@ -1,0 +1,453 @@
+"""The service: the pure core driven by two Kafka loops in one process.
+
+Delivery guarantee and order of operations
+-------------------------------------------
+Transactions are processed **at least once**. For each batch the events loop polls, scores and
+gates every record, produces one score message per record (and a review request where the gate
+asks), waits until the broker has acknowledged all of them (``flush``), and only then commits
+the batch's offsets. A crash between produce and commit replays the batch: downstream may see
+a score twice and must dedupe by ``event_id``; nothing is ever skipped. If any produce fails, the
+batch is not committed and the consumer seeks back to the batch start to process it again.
+
+Labels are consumed without a consumer group, by assigning every partition of the labels topic,
+so that every replica sees every label. Each label is joined with its open review request and
+learned at once; a label is learned at most once (duplicates are recognised by id).
+
+The two loops share the model through :class:`~streamal.core.model.OnlineModel`'s lock, so a
+score is always computed on a whole model, never one half-way through an update.
+
+Bad input never stops a loop: it is dead-lettered with its reason and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
+
+from streamal.adapters.kafka import dead_letter_record, ensure_topics, make_consumer, make_producer
+from streamal.adapters.metrics import Metrics
+from streamal.config import Settings
+from streamal.core.budget import WindowBudget
+from streamal.core.gate import Gate
+from streamal.core.learner import UNREQUESTED, ActiveLearner
+from streamal.core.messages import (
+    SCHEMA_VERSION,
+    ClassSet,
+    InvalidMessage,
+    TransactionSchema,
+    decode_label,
+    decode_transaction,
+    to_iso,
+)
+from streamal.core.model import OnlineModel, make_model
+from streamal.core.pending import PendingStore
+
+__all__ = ["Service", "build_learner"]
+
+log = logging.getLogger("streamal")
+
+#: A loop that has not come back from poll for this long is reported dead by /livez.
+STALL_SECONDS = 30.0
+GATE_LANES = ("uncertainty", "random", "exploit")
+
+
+def build_learner(settings: Settings, classes: ClassSet) -> ActiveLearner:
+    """The core objects a service (or an offline run) with these settings uses."""
+    schema = TransactionSchema(
+        id_field=settings.id_field,
+        time_field=settings.time_field,
+        features=frozenset(settings.features) if settings.features else None,
+        exclude=frozenset(settings.exclude),
+    )
+    model = OnlineModel(
+        make_model(settings.model, len(classes), settings.seed), classes.classes, settings.model
+    )
+    gate = Gate(
+        WindowBudget(settings.budget, settings.budget_window),
+        measure=settings.strategy,
+        random_share=settings.random_share,
+        step=settings.threshold_step,
+        n_classes=len(classes),
+        seed=settings.seed,
+    )
+    pending = PendingStore(settings.pending_max_items, settings.pending_ttl_seconds)
+    return ActiveLearner(model, gate, pending, schema)
+
+
+class Service:
+    """streamal's events and labels loops, their Kafka clients, and their metrics.
+
+    ``start()`` returns at once; the loops connect (and retry) in their threads, and
+    :meth:`wait_ready` tells when both are consuming.
+    """
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.classes = ClassSet(settings.classes or None)
+        self.learner = build_learner(settings, self.classes)
+        self.metrics = metrics or Metrics(self.classes, settings.label_sources)
+        self.metrics.budget_ratio.set(settings.budget)
+        self._names = [(c, ClassSet.name(c)) for c in self.classes.classes]
+        self._stop = threading.Event()
+        self._labels_positioned = threading.Event()
+        self._events_assigned = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._producer: Any = None
+        self._producer_lock = threading.Lock()
+        self.heartbeat: dict[str, float] = {}
+        self.broker_ok = False
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start both loops in daemon threads."""
+        for name, target in (("labels", self._labels_loop), ("events", self._events_loop)):
+            thread = threading.Thread(
+                target=self._guard, args=(name, target), name=name, daemon=True
+            )
+            self.heartbeat[name] = time.monotonic()
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop consuming, finish the batch in flight, flush and close (within ``timeout``)."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+        if self._producer is not None:
+            self._producer.close(timeout=max(0.1, deadline - time.monotonic()))
+            self._producer = None
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Block until both loops consume (labels positioned, transactions assigned)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready()["ready"]:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def alive(self) -> bool:
+        """Both loops are running and came back from poll recently (no broker round trip)."""
+        now = time.monotonic()
+        return all(t.is_alive() for t in self._threads) and all(
+            now - beat < STALL_SECONDS for beat in self.heartbeat.values()
+        )
+
+    def ready(self) -> dict[str, bool]:
+        checks = {
+            "model_loaded": self.learner.model is not None,
+            "labels_positioned": self._labels_positioned.is_set(),
+            "partitions_assigned": self._events_assigned.is_set(),
+            "broker_reachable": self.broker_ok,
+        }
+        return {**checks, "ready": all(checks.values())}
+
+    @property
+    def producer(self) -> Any:
+        with self._producer_lock:
+            if self._producer is None:
+                self._producer = make_producer(self.settings)
+            return self._producer
+
+    def _guard(self, name: str, target: Any) -> None:
+        """Run a loop until stopped; a failure is logged and the loop is rebuilt after a pause."""
+        while not self._stop.is_set():
+            try:
+                target()
+            except Exception:  # noqa: BLE001 - the loop must survive anything
+                log.exception("%s loop failed; restarting it in 1 s", name)
+                self.broker_ok = False
+                self._stop.wait(1.0)
+
+    # ------------------------------------------------------------------ labels
+
+    def submit_label(self, body: Mapping[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Validate a label and write it to the labels topic; returns once the broker acked it.
+
+        Raises :class:`InvalidMessage` for a bad label (nothing is written) and ``KafkaError``
+        when the broker does not acknowledge in time.
+        """
+        label = decode_label(body, self.classes, self.settings.max_message_bytes)
+        message = {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": label.event_id,
+            "label": body["label"],
+            "source": label.source,
+            "labelled_at": to_iso(label.labelled_at or time.time()),
+        }
+        if label.event is not None:
+            message["event"] = label.event
+        payload = json.dumps(message).encode()
+        if len(payload) > self.settings.max_message_bytes:
+            raise InvalidMessage("oversize", "label with its event exceeds the message size limit")
+        meta = self.producer.send(
+            self.settings.topic_labels, key=label.event_id.encode(), value=payload
+        ).get(timeout=timeout)
+        return {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
+
+    def _labels_loop(self) -> None:
+        s = self.settings
+        if s.create_topics:
+            ensure_topics(s, self._topic_names(), s.topic_partitions)
+        consumer = make_consumer(s, group_id=None, fetch_max_wait_ms=20, max_poll_records=200)
+        try:
+            partitions: set[int] | None = None
+            while not partitions and not self._stop.is_set():
+                partitions = consumer.partitions_for_topic(s.topic_labels)
+                if not partitions:
+                    self._stop.wait(0.2)
+            if self._stop.is_set() or not partitions:
+                return
+            assigned = [TopicPartition(s.topic_labels, p) for p in sorted(partitions)]
+            consumer.assign(assigned)
+            if not self._labels_positioned.is_set():
+                # No checkpoint yet: labels written from now on are ours to learn.
+                consumer.seek_to_end(*assigned)
+                for tp in assigned:
+                    consumer.position(tp)
+            self._labels_positioned.set()
+            self.broker_ok = True
+            next_housekeeping = 0.0
+            while not self._stop.is_set():
+                batch = consumer.poll(timeout_ms=100)
+                self.heartbeat["labels"] = time.monotonic()
+                for records in batch.values():
+                    for record in records:
+                        self._apply_label(record)
+                if time.monotonic() >= next_housekeeping:
+                    next_housekeeping = time.monotonic() + 1.0
+                    self._housekeeping()
+        finally:
+            consumer.close(autocommit=False)
+
+    def _apply_label(self, record: ConsumerRecord) -> None:
+        m = self.metrics
+        try:
+            label = decode_label(record.value, self.classes, self.settings.max_message_bytes)
+        except InvalidMessage as exc:
+            m.count_label("other", "invalid")
+            self._dead_letter(record, exc.reason, exc.detail, "labels")
+            return
+        try:
+            result = self.learner.learn(label)
+        except InvalidMessage as exc:  # a carried event that does not decode
+            m.count_label(label.source, "invalid")
+            self._dead_letter(record, exc.reason, exc.detail, "labels")
+            return
+        m.count_label(label.source, result.outcome)
+        if result.outcome != "learned":
+            return
+        now = time.time()
+        m.label_apply.observe(max(0.0, now - record.timestamp / 1000.0))
+        m.updates.inc()
+        if result.delay is not None:
+            m.label_delay.observe(max(0.0, result.delay))
+        assert result.lane is not None
+        m.count_outcome(result.lane, result.predicted, result.actual)
+        m.backlog.set(len(self.learner.pending))
+        self._update_accuracy()
+
+    def _update_accuracy(self) -> None:
+        accuracy = self.learner.accuracy
+        hits = sum(accuracy[lane].hits for lane in GATE_LANES if lane in accuracy)
+        total = sum(accuracy[lane].total for lane in GATE_LANES if lane in accuracy)
+        if total:
+            self.metrics.accuracy_labeled.set(hits / total)
+        if "random" in accuracy:
+            self.metrics.accuracy_random.set(accuracy["random"].value)
+
+    def _housekeeping(self) -> None:
+        pending = self.learner.pending
+        dropped = pending.expire(time.time())
+        if dropped:
+            self.metrics.pending_expired.inc(dropped)
+        self.metrics.backlog.set(len(pending))
+
+    # ------------------------------------------------------------------ events
+
+    def _events_loop(self) -> None:
+        s = self.settings
+        while not self._labels_positioned.is_set():
+            if self._stop.wait(0.05):
+                return
+        consumer = make_consumer(s, group_id=s.consumer_group)
+        consumer.subscribe([s.topic_transactions])
+        try:
+            next_gauges = 0.0
+            while not self._stop.is_set():
+                batch = consumer.poll(timeout_ms=200)
+                self.heartbeat["events"] = time.monotonic()
+                self.broker_ok = True
+                if consumer.assignment():
+                    self._events_assigned.set()
+                if batch:
+                    self._process_batch(consumer, batch)
+                if time.monotonic() >= next_gauges:
+                    next_gauges = time.monotonic() + 1.0
+                    self._update_gauges(consumer)
+        finally:
+            try:
+                consumer.close(autocommit=False)
+            except KafkaError:
+                log.warning("events consumer did not close cleanly", exc_info=True)
+
+    def _process_batch(self, consumer: Any, batch: Mapping[TopicPartition, list[Any]]) -> None:
+        s = self.settings
+        m = self.metrics
+        learner = self.learner
+        schema = learner.schema
+        producer = self.producer
+        send = producer.send
+        names = self._names
+        max_bytes = s.max_message_bytes
+        topic_scores, topic_reviews = s.topic_scores, s.topic_reviews
+        emit_scores = s.emit_scores
+        observe = m.event_seconds.observe
+        scored_count = invalid_count = 0
+        futures = []
+        perf = time.perf_counter
+        for records in batch.values():
+            for record in records:
+                started = perf()
+                try:
+                    txn = decode_transaction(record.value, schema, max_bytes)
+                    scored = learner.score(txn)
+                except InvalidMessage as exc:
+                    invalid_count += 1
+                    futures.append(
+                        self._dead_letter(record, exc.reason, exc.detail, "transactions")
+                    )
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one bad record must not stop the stream
+                    log.warning(
+                        "scoring failed at %s/%s: %s",
+                        record.partition,
+                        record.offset,
+                        type(exc).__name__,
+                    )
+                    invalid_count += 1
+                    futures.append(
+                        self._dead_letter(
+                            record, "processing_error", type(exc).__name__, "transactions"
+                        )
+                    )
+                    continue
+                decision = scored.decision
+                key = txn.event_id.encode()
+                proba = scored.proba
+                probabilities = {name: proba[c] for c, name in names}
+                if emit_scores:
+                    futures.append(
+                        send(
+                            topic_scores,
+                            key=key,
+                            value=json.dumps(
+                                {
+                                    "schema_version": SCHEMA_VERSION,
+                                    "event_id": txn.event_id,
+                                    "probabilities": probabilities,
+                                    "score": scored.risk,
+                                    "label_requested": decision.ask,
+                                    "model_version": scored.model_version,
+                                }
+                            ).encode(),
+                        )
+                    )
+                if decision.ask:
+                    reason = decision.reason
+                    assert reason is not None
+                    futures.append(
+                        send(
+                            topic_reviews,
+                            key=key,
+                            value=json.dumps(
+                                {
+                                    "schema_version": SCHEMA_VERSION,
+                                    "event_id": txn.event_id,
+                                    "event": txn.event,
+                                    "features": txn.features,
+                                    "probabilities": probabilities,
+                                    "predicted": ClassSet.name(scored.predicted),
+                                    "reason": reason,
+                                    "query_probability": decision.probability,
+                                    "uncertainty": decision.uncertainty,
+                                    "model_version": scored.model_version,
+                                    "requested_at": to_iso(time.time()),
+                                }
+                            ).encode(),
+                        )
+                    )
+                    m.requests[reason].inc()
+                scored_count += 1
+                observe(perf() - started)
+        producer.flush()
+        if any(f.failed() for f in futures):
+            # Not acknowledged: do not commit; process the batch again from its first record.
+            log.error("produce failed for part of a batch; it will be processed again")
+            for tp, records in batch.items():
+                consumer.seek(tp, records[0].offset)
+            self.broker_ok = False
+            return
+        consumer.commit()
+        m.events_scored.inc(scored_count)
+        if invalid_count:
+            m.events_invalid.inc(invalid_count)
+
+    def _update_gauges(self, consumer: Any) -> None:
+        m = self.metrics
+        gate = self.learner.gate
+        m.spend_ratio.set(gate.budget.spend_ratio)
+        m.threshold.set(gate.threshold)
+        m.budget_ratio.set(gate.budget.fraction)
+        m.backlog.set(len(self.learner.pending))
+        lags = []
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            position = consumer.position(tp) if high is not None else None
+            if high is not None and position is not None:
+                lags.append((tp.topic, tp.partition, max(0, high - position)))
+        m.set_lag(lags)
+
+    # ------------------------------------------------------------------ shared
+
+    def _dead_letter(self, record: Any, reason: str, detail: str, kind: str) -> Any:
+        self.metrics.dead_letters.labels(kind, reason).inc()
+        value = dead_letter_record(
+            record.value, reason, detail, record.topic, record.partition, record.offset, time.time()
+        )
+        key = f"{record.topic}:{record.partition}:{record.offset}".encode()
+        return self.producer.send(self.settings.topic_dead_letter, key=key, value=value)
+
+    def _topic_names(self) -> list[str]:
+        s = self.settings
+        return [
+            s.topic_transactions,
+            s.topic_scores,
+            s.topic_reviews,
+            s.topic_labels,
+            s.topic_dead_letter,
+        ]
+
+    def model_info(self) -> dict[str, Hashable | int | list[str]]:
+        model = self.learner.model
+        return {
+            "kind": model.kind,
+            "classes": [ClassSet.name(c) for c in model.classes],
+            "labels_learned": model.n_learned,
+            "version": model.version,
+        }
+
+    @property
+    def lanes(self) -> tuple[str, ...]:
+        return (*GATE_LANES, UNREQUESTED)
