@@ -1,0 +1,223 @@
+"""Query strategies: turn an informativeness score into "ask" or "don't ask".
+
+A strategy sees one score per event (an uncertainty, a risk, a committee disagreement…) and
+decides whether this event is worth a label *at the rate it has been given*. The gate tells each
+strategy its target rate (its lane's share of the budget) and keeps the hard caps itself, so a
+strategy only has to answer "is this one of the best ``rate`` of events?". The strategies differ
+in how they answer, following the stream active-learning literature:
+
+* :class:`RandomSampling`: a coin with probability ``rate`` (the unbiased reference).
+* :class:`FixedThreshold`: ask when the score reaches a fixed value; may spend less than
+  its rate, by design (Žliobaitė et al., 2014, "fixed uncertainty").
+* :class:`VariableThreshold`: the threshold rises after each request and falls otherwise,
+  so it follows the score distribution and recovers after drift ("variable uncertainty").
+* :class:`RandomizedVariableThreshold`: the same with a randomised threshold, so that even
+  confidently predicted regions are sampled now and then ("randomised variable uncertainty").
+* :class:`QuantileThreshold`: ask when the score is in the top ``rate`` of the recent scores;
+  spends the rate exactly whatever the score distribution (a balanced quantile filter).
+
+Every decision comes with the probability that this event would have been requested, which the
+honest-accuracy estimators need.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from abc import ABC, abstractmethod
+from collections import deque
+from statistics import NormalDist
+
+__all__ = [
+    "FixedThreshold",
+    "QuantileThreshold",
+    "RandomSampling",
+    "RandomizedVariableThreshold",
+    "Strategy",
+    "VariableThreshold",
+]
+
+
+class Strategy(ABC):
+    """Decides per event, given a score, whether to ask; adapts to its target rate.
+
+    Attributes
+    ----------
+    rate
+        Share of events this strategy should ask for; set by the gate from its lane's budget.
+    threshold
+        The current score threshold (reported as a gauge); ``nan`` where there is none.
+    """
+
+    rate: float = 0.02
+    threshold: float = math.nan
+
+    def bind(self, rate: float, rng: random.Random) -> None:
+        """Receive the target rate and the gate's random generator (one seed for the gate)."""
+        self.rate = rate
+        self._rng = rng
+
+    @abstractmethod
+    def propose(self, score: float) -> tuple[bool, float]:
+        """``(ask, probability that an event with this score is asked)``; no state change."""
+
+    def update(self, score: float, asked: bool) -> None:  # noqa: B027 - optional hook
+        """Learn from one event the budget let this strategy decide on (default: nothing)."""
+
+
+class RandomSampling(Strategy):
+    """Ask with probability ``rate`` whatever the score: an unbiased sample of the stream.
+
+    >>> s = RandomSampling()
+    >>> s.bind(0.1, random.Random(0))
+    >>> sum(s.propose(0.0)[0] for _ in range(10_000))
+    1026
+    """
+
+    def propose(self, score: float) -> tuple[bool, float]:
+        return self._rng.random() < self.rate, self.rate
+
+
+class FixedThreshold(Strategy):
+    """Ask when the score reaches ``threshold``; never adapts (spends *at most* its rate).
+
+    >>> s = FixedThreshold(0.8)
+    >>> s.propose(0.9), s.propose(0.5)
+    ((True, 1.0), (False, 0.0))
+    """
+
+    def __init__(self, threshold: float = 0.9) -> None:
+        self.threshold = threshold
+
+    def propose(self, score: float) -> tuple[bool, float]:
+        ask = score >= self.threshold
+        return ask, 1.0 if ask else 0.0
+
+
+class VariableThreshold(Strategy):
+    """Žliobaitė's variable threshold, with steps that balance at the target rate.
+
+    After a request the threshold is multiplied by ``1 + step``; after an event that was not
+    requested, by ``1 - step * rate / (1 - rate)``. The two balance when a share ``rate`` of events
+    is requested, so the threshold settles at the score quantile that spends the budget, and a
+    model that becomes confident (all scores low) sees its threshold fall until it asks again.
+
+    Parameters
+    ----------
+    step
+        Relative change after a request (the paper's ``s``, 0.01).
+    initial
+        Starting threshold.
+
+    Examples
+    --------
+    >>> s = VariableThreshold(step=0.05)
+    >>> s.bind(0.1, random.Random(0))
+    >>> rng = random.Random(1)
+    >>> asked = 0
+    >>> for _ in range(20_000):
+    ...     u = rng.random()
+    ...     ask, _ = s.propose(u)
+    ...     s.update(u, ask)
+    ...     asked += ask
+    >>> round(asked / 20_000, 2), round(s.threshold, 1)
+    (0.1, 0.9)
+    """
+
+    def __init__(self, step: float = 0.01, initial: float = 0.5, floor: float = 1e-6) -> None:
+        self.step = step
+        self.threshold = initial
+        self.floor = floor
+
+    def propose(self, score: float) -> tuple[bool, float]:
+        ask = score >= self.threshold
+        return ask, 1.0 if ask else 0.0
+
+    def update(self, score: float, asked: bool) -> None:
+        rate = min(self.rate, 0.5)
+        if asked:
+            self.threshold *= 1.0 + self.step
+        elif rate > 0.0:
+            self.threshold = max(self.floor, self.threshold * (1.0 - self.step * rate / (1 - rate)))
+
+
+class RandomizedVariableThreshold(VariableThreshold):
+    """Variable threshold multiplied by a random factor ``η ~ N(1, delta)`` for each event.
+
+    Events below the threshold still have a chance, so regions where the model is confidently
+    wrong (typical after drift) are found. The query probability is ``P(η·θ <= score)``.
+
+    >>> s = RandomizedVariableThreshold(delta=1.0, initial=0.5)
+    >>> s.bind(0.05, random.Random(3))
+    >>> round(s.propose(0.5)[1], 3)  # exactly at the threshold: a coin toss
+    0.5
+    """
+
+    _normal = NormalDist()
+
+    def __init__(
+        self, step: float = 0.01, delta: float = 1.0, initial: float = 0.5, floor: float = 1e-6
+    ) -> None:
+        super().__init__(step, initial, floor)
+        self.delta = delta
+
+    def propose(self, score: float) -> tuple[bool, float]:
+        eta = self._rng.gauss(1.0, self.delta)
+        probability = self._normal.cdf((score / self.threshold - 1.0) / self.delta)
+        return score >= self.threshold * eta, probability
+
+
+class QuantileThreshold(Strategy):
+    """Ask when the score is among the top ``rate`` of the last ``window`` scores.
+
+    The threshold is the empirical ``1 - rate`` quantile of a sliding window of recent scores
+    (kept sorted, ``O(window)`` per event), so the spend is the rate whatever the shape of the
+    score distribution, and it moves with the distribution after drift.
+
+    Parameters
+    ----------
+    window
+        Number of recent scores over which the quantile is taken.
+
+    Examples
+    --------
+    >>> s = QuantileThreshold(window=100)
+    >>> s.bind(0.1, random.Random(0))
+    >>> asked = 0
+    >>> for i in range(1000):
+    ...     u = (i * 37 % 100) / 100
+    ...     ask, _ = s.propose(u)
+    ...     s.update(u, ask)
+    ...     asked += ask
+    >>> asked  # the first ten events sample at the rate while the window fills
+    99
+    """
+
+    def __init__(self, window: int = 1000) -> None:
+        self.window = window
+        self._recent: deque[float] = deque()
+        self._sorted: list[float] = []
+
+    def _quantile(self) -> float:
+        if not self._sorted:
+            return math.nan
+        k = min(len(self._sorted) - 1, int(math.floor((1.0 - self.rate) * len(self._sorted))))
+        return self._sorted[k]
+
+    def propose(self, score: float) -> tuple[bool, float]:
+        n = len(self._sorted)
+        if n < 10:  # too few scores for a quantile: fall back to sampling at the rate
+            return self._rng.random() < self.rate, self.rate
+        # Rank of the score among the recent ones: ask if fewer than rate * n are above it.
+        above = n - bisect.bisect_right(self._sorted, score)
+        ask = above < self.rate * n
+        return ask, 1.0 if ask else 0.0
+
+    def update(self, score: float, asked: bool) -> None:
+        self._recent.append(score)
+        bisect.insort(self._sorted, score)
+        if len(self._recent) > self.window:
+            old = self._recent.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+        self.threshold = self._quantile()
