@@ -1,28 +1,44 @@
 """The gate: for each scored event, ask for a label or not, and say why.
 
-Three lanes share one budget, tried in this order:
+Lanes share one budget and are tried in this order; the first that asks wins:
 
-* ``random`` spends a small share of the budget uniformly at random. Its labels are an unbiased
-  sample of the stream, the only honest way to estimate accuracy once the other lanes choose
-  the hard cases.
-* ``uncertainty`` asks when the uncertainty measure reaches a *variable threshold* (Žliobaitė et
-  al., 2014): the threshold rises after each request and falls after each event that was not
-  requested, with steps sized so that they balance when the lane spends its share of the budget.
-  A confident model therefore never stops asking: after drift the threshold keeps falling until
-  labels flow again.
-* the budget itself (a :class:`~streamal.core.budget.Budget`) has the last word.
+* ``random`` spends ``random_share`` of the budget uniformly at random. Its labels are an
+  unbiased sample of the stream: the only honest way to estimate accuracy once the other lanes
+  choose the hard cases, and a drift detector that no confident model can switch off.
+* ``exploit`` spends ``exploit_share`` on the events with the highest risk (probability of the
+  positive class): reviewers must see likely fraud, not only uncertain cases, and on a 1 %-fraud
+  stream this is what brings positives into the training set.
+* ``uncertainty`` spends the rest on the events whose informativeness score (entropy, margin,
+  committee disagreement, …) its strategy ranks highest.
+
+The fraction budget (a :class:`~streamal.core.budget.WindowBudget`) caps the total over a
+sliding window; each lane except ``random`` also has its own share of that window, so a model
+that is unsure of everything (cold start, drift) cannot starve the other lanes. Capacity
+constraints (labels per hour, open reviews) veto any request. Budget is charged when a label is
+requested, not when it arrives.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 from streamal.core.budget import Budget, WindowBudget
+from streamal.core.capacity import Constraint
 from streamal.core.measures import MEASURES, Proba
+from streamal.core.strategies import (
+    QuantileThreshold,
+    RandomSampling,
+    Strategy,
+    VariableThreshold,
+)
 
-__all__ = ["Decision", "Gate", "NO"]
+__all__ = ["NO", "Decision", "Gate", "Lane", "Scorer"]
+
+#: Informativeness of one event from its class probabilities and features.
+Scorer = Callable[[Proba, Mapping[str, float] | None], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,25 +58,55 @@ class Decision:
 NO = Decision(ask=False, reason=None, probability=0.0, uncertainty=0.0)
 
 
+@dataclass(slots=True)
+class Lane:
+    """One way of spending the budget: a share of it, a scorer and a strategy."""
+
+    name: str
+    share: float
+    strategy: Strategy
+    scorer: Scorer
+    budget: WindowBudget | None
+
+
+def _measure_scorer(name: str, n_classes: int) -> Scorer:
+    if name not in MEASURES:
+        raise ValueError(f"unknown measure {name!r}; choose one of {sorted(MEASURES)}")
+    measure = MEASURES[name]
+    return lambda proba, x: measure(proba, n_classes)
+
+
 class Gate:
-    """Budgeted uncertainty gate with a random lane.
+    """Budgeted, multi-lane query gate.
 
     Parameters
     ----------
     budget
-        The budget manager; defaults to 2 % of events over a window of 1,000.
+        The fraction budget; defaults to 2 % of events over a window of 1,000.
     measure
-        ``least_confidence``, ``margin`` or ``entropy``.
+        Uncertainty measure of the uncertainty lane: ``least_confidence``, ``margin`` or
+        ``entropy`` (ignored when ``scorer`` is given).
     random_share
         Share of the budget spent uniformly at random (the unbiased lane).
     step
-        Relative threshold change after a request (Žliobaitė's ``s``).
+        Relative threshold change after a request, for the default variable-threshold strategy.
     initial_threshold
-        Starting uncertainty threshold, in ``[0, 1]``.
+        Starting threshold of the default strategy.
     n_classes
         Number of classes, to normalise the measure.
     seed
-        Seed of the gate's own random generator: the same seed and stream give the same requests.
+        Seed of the gate's random generator: the same seed and stream give the same requests.
+    strategy
+        Strategy of the uncertainty lane; default :class:`VariableThreshold`.
+    exploit_share
+        Share of the budget for the highest-risk events.
+    positive
+        The positive (risk) class, whose probability the exploit lane ranks.
+    constraints
+        Capacity constraints that may veto any request (token bucket, backlog cap).
+    scorer
+        Informativeness of an event for the uncertainty lane, when a plain measure is not enough
+        (committee, density weighting, expected model change).
 
     Examples
     --------
@@ -79,66 +125,105 @@ class Gate:
         initial_threshold: float = 0.5,
         n_classes: int = 2,
         seed: int | None = None,
+        strategy: Strategy | None = None,
+        exploit_share: float = 0.0,
+        positive: Hashable = True,
+        constraints: Sequence[Constraint] = (),
+        scorer: Scorer | None = None,
     ) -> None:
-        if measure not in MEASURES:
-            raise ValueError(f"unknown measure {measure!r}; choose one of {sorted(MEASURES)}")
-        if not 0.0 <= random_share <= 1.0:
-            raise ValueError(f"random_share must be in [0, 1], got {random_share}")
+        if not 0.0 <= random_share <= 1.0 or not 0.0 <= exploit_share <= 1.0:
+            raise ValueError("lane shares must be in [0, 1]")
+        if random_share + exploit_share > 1.0 + 1e-9:
+            raise ValueError("random_share + exploit_share must not exceed 1")
         self.budget = budget if budget is not None else WindowBudget()
-        self.measure_name = measure
-        self._measure: Callable[..., float] = MEASURES[measure]
+        self.measure_name = measure if scorer is None else getattr(scorer, "name", "custom")
+        uncertainty_scorer = scorer or _measure_scorer(measure, n_classes)
         self.random_share = random_share
-        self.step = step
-        self.threshold = initial_threshold
-        self.n_classes = n_classes
+        self.exploit_share = exploit_share
+        self.positive = positive
+        self.constraints = list(constraints)
         self._rng = random.Random(seed)
-        # The uncertainty lane has its own share of the window, so that a model that is unsure
-        # of everything (cold start, drift) cannot starve the random lane of its labels.
-        self._lane_budget = WindowBudget(
-            max(1e-9, self.budget.fraction * (1.0 - random_share)),
-            getattr(self.budget, "window", 1000),
-        )
+        window = getattr(self.budget, "window", 1000)
+        rest = max(0.0, 1.0 - random_share - exploit_share)
+
+        def risk(proba: Proba, x: Mapping[str, float] | None) -> float:
+            return proba.get(positive, 0.0)
+
+        specs: list[tuple[str, float, Strategy, Scorer]] = [
+            ("random", random_share, RandomSampling(), uncertainty_scorer),
+            ("exploit", exploit_share, QuantileThreshold(window), risk),
+            (
+                "uncertainty",
+                rest,
+                strategy or VariableThreshold(step, initial_threshold),
+                uncertainty_scorer,
+            ),
+        ]
+        self.lanes: list[Lane] = []
+        for name, share, lane_strategy, lane_scorer in specs:
+            if share <= 1e-12:
+                continue
+            lane_budget = (
+                None
+                if name == "random"
+                else WindowBudget(max(1e-9, self.budget.fraction * share), window)
+            )
+            self.lanes.append(Lane(name, share, lane_strategy, lane_scorer, lane_budget))
+        self._bind_rates()
+
+    def _bind_rates(self) -> None:
+        for lane in self.lanes:
+            lane.strategy.bind(self.budget.fraction * lane.share, self._rng)
 
     @property
-    def _lane_rate(self) -> float:
-        return self.budget.fraction * (1.0 - self.random_share)
+    def threshold(self) -> float:
+        """Threshold of the main lane (uncertainty, else the last lane), for the gauge."""
+        for lane in reversed(self.lanes):
+            value = lane.strategy.threshold
+            if not math.isnan(value):
+                return value
+        return math.nan
 
-    def decide(self, proba: Proba) -> Decision:
+    def decide(self, proba: Proba, x: Mapping[str, float] | None = None) -> Decision:
         """Decide for one event and charge the budget if the answer is to ask."""
-        u = self._measure(proba, self.n_classes)
-        decision = self._decide(u)
+        decision = self._decide(proba, x)
         self.budget.record(decision.ask)
-        self._lane_budget.record(decision.reason == "uncertainty")
+        for constraint in self.constraints:
+            constraint.record(decision.ask)
+        for lane in self.lanes:
+            if lane.budget is not None:
+                lane.budget.record(decision.reason == lane.name)
         return decision
 
-    def _decide(self, u: float) -> Decision:
-        budget = self.budget
-        random_rate = budget.fraction * self.random_share
-        if random_rate > 0.0 and self._rng.random() < random_rate:
-            if budget.allows():
-                return Decision(True, "random", random_rate, u)
-            return Decision(False, None, 0.0, u)
-        if not (budget.allows() and self._lane_budget.allows()):
-            return Decision(False, None, 0.0, u)
-        rate = min(self._lane_rate, 0.5)
-        if u >= self.threshold and rate > 0.0:
-            self.threshold = min(1.0, self.threshold * (1.0 + self.step))
-            return Decision(True, "uncertainty", 1.0, u)
-        # Balance: n steps down per step up, so the lane settles at its share of the budget.
-        down = self.step * rate / (1.0 - rate)
-        self.threshold = max(1e-6, self.threshold * (1.0 - down))
-        return Decision(False, None, 0.0, u)
+    def _decide(self, proba: Proba, x: Mapping[str, float] | None) -> Decision:
+        allowed = self.budget.allows() and all(c.allows() for c in self.constraints)
+        first_score = math.nan
+        for lane in self.lanes:
+            score = lane.scorer(proba, x)
+            if math.isnan(first_score):
+                first_score = score
+            if not allowed or (lane.budget is not None and not lane.budget.allows()):
+                continue
+            ask, probability = lane.strategy.propose(score)
+            lane.strategy.update(score, ask)
+            if ask:
+                return Decision(True, lane.name, probability, score)
+        return Decision(False, None, 0.0, 0.0 if math.isnan(first_score) else first_score)
 
     def set_budget(self, fraction: float) -> None:
-        """Change the budget fraction at run time."""
+        """Change the budget fraction at run time (every lane keeps its share)."""
         set_fraction = getattr(self.budget, "set_fraction", None)
         if set_fraction is None:
             raise TypeError(f"{type(self.budget).__name__} cannot change its fraction")
         set_fraction(fraction)
-        self._lane_budget.set_fraction(max(1e-9, fraction * (1.0 - self.random_share)))
+        for lane in self.lanes:
+            if lane.budget is not None:
+                lane.budget.set_fraction(max(1e-9, fraction * lane.share))
+        self._bind_rates()
 
     def __repr__(self) -> str:
+        lanes = ", ".join(f"{lane.name}={lane.share:g}" for lane in self.lanes)
         return (
-            f"Gate(measure={self.measure_name!r}, budget={self.budget.fraction}, "
-            f"random_share={self.random_share}, threshold={self.threshold:.4g})"
+            f"Gate(budget={self.budget.fraction}, measure={self.measure_name!r}, lanes=[{lanes}], "
+            f"threshold={self.threshold:.4g})"
         )

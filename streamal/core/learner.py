@@ -85,7 +85,7 @@ class ActiveLearner:
         proba = model.predict_proba_one(txn.features)
         version = model.version
         predicted = max(proba, key=proba.__getitem__)
-        decision = self.gate.decide(proba)
+        decision = self.gate.decide(proba, txn.features)
         if decision.ask:
             assert decision.reason is not None
             self.pending.add(
