@@ -1,0 +1,150 @@
+"""Named query policies: how ``--strategy`` and ``--measure`` become a :class:`Gate`.
+
+One factory for the service, the offline evaluator and the benchmark, so that a name means the
+same gate everywhere.
+
+Strategies (the uncertainty lane's decision rule, and the lane mix):
+
+==============  ==============================================================================
+``random``      the whole budget at random (reference)
+``fixed``       ask when uncertainty >= a fixed threshold (may underspend, by design)
+``variable``    Žliobaitė's variable threshold, steps balanced at the budget
+``randomized``  variable threshold times ``N(1, δ)`` noise
+``split``       20 % of the budget at random, the rest by variable threshold (Žliobaitė)
+``quantile``    ask for the top ``B`` of recent uncertainties (spends exactly ``B``)
+``fraud``       random 10 % + exploit 30 % (highest risk) + quantile uncertainty 60 %
+==============  ==============================================================================
+
+Measures (the uncertainty lane's informativeness): ``entropy``, ``least_confidence``, ``margin``;
+``vote_entropy`` and ``kl_divergence`` (query by committee, ensemble models); ``density``
+(entropy weighted by typicality, :mod:`streamal.core.density`); ``gradient`` (expected model
+change, logistic regression only).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+
+from streamal.core.budget import WindowBudget
+from streamal.core.capacity import BacklogCap, Constraint, TokenBucket
+from streamal.core.committee import committee_probas, kl_to_consensus, vote_entropy
+from streamal.core.density import DiagonalGaussianDensity, density_weighted
+from streamal.core.gate import Gate, Scorer
+from streamal.core.measures import MEASURES, Proba, entropy
+from streamal.core.model_change import check_linear, expected_gradient_length
+from streamal.core.strategies import (
+    FixedThreshold,
+    QuantileThreshold,
+    RandomizedVariableThreshold,
+    Strategy,
+    VariableThreshold,
+)
+
+__all__ = ["MEASURE_NAMES", "STRATEGIES", "build_gate", "make_scorer"]
+
+STRATEGIES = ("random", "fixed", "variable", "randomized", "split", "quantile", "fraud")
+MEASURE_NAMES = (*MEASURES, "vote_entropy", "kl_divergence", "density", "gradient")
+
+
+def make_scorer(measure: str, model: Any, n_classes: int, positive: Hashable) -> Scorer:
+    """The informativeness function for ``measure``, bound to ``model`` where it needs one.
+
+    Fails at once (``TypeError``) when the measure does not apply to the model, rather than on
+    the first event.
+    """
+    if measure in MEASURES:
+        plain = MEASURES[measure]
+
+        def scorer(proba: Proba, x: Mapping[str, float] | None) -> float:
+            return plain(proba, n_classes)
+
+    elif measure in ("vote_entropy", "kl_divergence"):
+        committee_probas(model, {})  # raises TypeError for a model that is no committee
+        disagreement = vote_entropy if measure == "vote_entropy" else kl_to_consensus
+
+        def scorer(proba: Proba, x: Mapping[str, float] | None) -> float:
+            return disagreement(committee_probas(model, dict(x or {})), n_classes)
+
+    elif measure == "density":
+        density = DiagonalGaussianDensity()
+
+        def scorer(proba: Proba, x: Mapping[str, float] | None) -> float:
+            if not x:
+                return entropy(proba, n_classes)
+            weight = density.density(x)
+            density.learn_one(x)
+            return density_weighted(entropy(proba, n_classes), weight)
+
+    elif measure == "gradient":
+        check_linear(model)
+
+        def scorer(proba: Proba, x: Mapping[str, float] | None) -> float:
+            return expected_gradient_length(model, x or {}, proba.get(positive, 0.0))
+
+    else:
+        raise ValueError(f"unknown measure {measure!r}; choose one of {list(MEASURE_NAMES)}")
+    scorer.name = measure  # type: ignore[attr-defined]
+    return scorer
+
+
+def build_gate(
+    strategy: str = "variable",
+    measure: str = "entropy",
+    budget: float = 0.02,
+    window: int = 1000,
+    *,
+    model: Any = None,
+    n_classes: int = 2,
+    positive: Hashable = True,
+    seed: int | None = None,
+    random_share: float | None = None,
+    exploit_share: float | None = None,
+    step: float = 0.01,
+    labels_per_hour: float | None = None,
+    max_open_reviews: int | None = None,
+    open_reviews: Callable[[], int] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Gate:
+    """Build the gate for a named strategy and measure (see the module docstring).
+
+    ``random_share`` and ``exploit_share`` override the strategy's lane mix.
+
+    >>> build_gate("fraud", budget=0.05)
+    Gate(budget=0.05, measure='entropy', lanes=[random=0.1, exploit=0.3, uncertainty=0.6], ...)
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
+    mix = {"random": (1.0, 0.0), "split": (0.2, 0.0), "fraud": (0.1, 0.3)}.get(strategy, (0.1, 0.0))
+    shares = (
+        mix[0] if random_share is None else random_share,
+        mix[1] if exploit_share is None else exploit_share,
+    )
+    lane_strategy: Strategy
+    if strategy == "fixed":
+        lane_strategy = FixedThreshold(0.9)
+    elif strategy == "randomized":
+        lane_strategy = RandomizedVariableThreshold(step)
+    elif strategy in ("quantile", "fraud"):
+        lane_strategy = QuantileThreshold(window)
+    else:
+        lane_strategy = VariableThreshold(step)
+    constraints: list[Constraint] = []
+    if labels_per_hour:
+        constraints.append(TokenBucket(labels_per_hour, clock=clock))
+    if max_open_reviews:
+        if open_reviews is None:
+            raise ValueError("a backlog cap needs a way to count open reviews")
+        constraints.append(BacklogCap(max_open_reviews, open_reviews))
+    return Gate(
+        WindowBudget(budget, window),
+        random_share=shares[0],
+        exploit_share=shares[1],
+        n_classes=n_classes,
+        seed=seed,
+        strategy=lane_strategy,
+        positive=positive,
+        constraints=constraints,
+        scorer=make_scorer(measure, model, n_classes, positive),
+    )
