@@ -131,8 +131,9 @@ class Gate:
         constraints: Sequence[Constraint] = (),
         scorer: Scorer | None = None,
     ) -> None:
-        if not 0.0 <= random_share <= 1.0 or not 0.0 <= exploit_share <= 1.0:
-            raise ValueError("lane shares must be in [0, 1]")
+        for name, share in (("random_share", random_share), ("exploit_share", exploit_share)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {share}")
         if random_share + exploit_share > 1.0 + 1e-9:
             raise ValueError("random_share + exploit_share must not exceed 1")
         self.budget = budget if budget is not None else WindowBudget()
