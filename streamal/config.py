@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
+from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -102,7 +103,10 @@ class Settings(BaseSettings):
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()] or None
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            if not parts:  # an empty variable (``STREAMAL_CLASSES=``) means unset, not invalid
+                raise PydanticUseDefault()
+            return parts
         return value
 
     def kafka_client_config(self) -> dict[str, object]:

@@ -7,6 +7,7 @@ because a score or review request that is acknowledged must not be lost.
 
 from __future__ import annotations
 
+import codecs
 import json
 import time
 from collections.abc import Iterable
@@ -109,7 +110,9 @@ def dead_letter_record(
     }
     clipped = raw[:max_raw_bytes]
     try:
-        body["raw_text"] = clipped.decode("utf-8")
+        # The clip may cut the last character in two; that half is held back, not called bad.
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        body["raw_text"] = decoder.decode(clipped, final=len(raw) <= max_raw_bytes)
     except UnicodeDecodeError:
         body["raw_hex"] = clipped.hex()
     return json.dumps(body).encode()

@@ -10,7 +10,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import deque
 
-__all__ = ["Budget", "WindowBudget"]
+__all__ = ["Budget", "FractionBudget", "WindowBudget"]
 
 
 class Budget(ABC):
@@ -87,6 +87,82 @@ class WindowBudget(Budget):
         return self._asked - oldest_leaves + 1 <= self.cap
 
     def record(self, asked: bool) -> None:
+        if len(self._history) == self.window and self._history[0]:
+            self._asked -= 1
+        self._history.append(asked)
+        self._asked += asked
+
+    @property
+    def spend_ratio(self) -> float:
+        return self._asked / len(self._history) if self._history else 0.0
+
+
+class FractionBudget(Budget):
+    """A fraction ``B`` of events, paced: a token bucket that fills by ``B`` per event.
+
+    Each event adds ``B`` tokens, up to a bucket of ``burst`` tokens; each request takes one. The
+    bucket starts empty, so after any ``n`` events at most ``B·n`` requests were made (never an
+    overspend, not even on a short stream), and any ``window`` consecutive events hold at most
+    ``B·window + burst`` requests. With the default ``burst_share`` of 0.2 that is 1.2 × the
+    budget per window, while a strategy can still save up for a cluster of interesting events.
+    Tokens that overflow a full bucket are lost: a strategy that does not ask wastes budget, which
+    is why the threshold strategies lower their bar when they have not asked for a while.
+
+    Parameters
+    ----------
+    fraction
+        Share of events that may be sent to review, in ``(0, 1]``.
+    window
+        Events over which the observed spend is reported (and the burst is sized).
+    burst_share
+        Bucket size as a share of the window's budget (at least one token).
+
+    Examples
+    --------
+    >>> budget = FractionBudget(fraction=0.1, window=100)
+    >>> asked = 0
+    >>> for _ in range(1000):
+    ...     ask = budget.allows()
+    ...     budget.record(ask)
+    ...     asked += ask
+    >>> asked, budget.spend_ratio  # asking whenever allowed: exactly the budget
+    (100, 0.1)
+    """
+
+    def __init__(self, fraction: float = 0.02, window: int = 1000, burst_share: float = 0.2):
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"budget fraction must be in (0, 1], got {fraction}")
+        if window < 1:
+            raise ValueError(f"budget window must be >= 1 event, got {window}")
+        self.fraction = fraction
+        self.window = window
+        self.burst_share = burst_share
+        self._tokens = 0.0
+        self._history: deque[bool] = deque(maxlen=window)
+        self._asked = 0
+
+    @property
+    def burst(self) -> float:
+        return max(1.0, self.burst_share * self.fraction * self.window)
+
+    @property
+    def saturated(self) -> bool:
+        """The bucket is full: tokens that are not spent now are lost."""
+        return self._tokens + self.fraction > self.burst
+
+    def set_fraction(self, fraction: float) -> None:
+        """Change the budget at run time; saved tokens are kept (up to the new bucket size)."""
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"budget fraction must be in (0, 1], got {fraction}")
+        self.fraction = fraction
+        self._tokens = min(self._tokens, self.burst)
+
+    def allows(self) -> bool:
+        # The current event's share arrives before its decision.
+        return min(self.burst, self._tokens + self.fraction) >= 1.0 - 1e-9
+
+    def record(self, asked: bool) -> None:
+        self._tokens = min(self.burst, self._tokens + self.fraction) - (1.0 if asked else 0.0)
         if len(self._history) == self.window and self._history[0]:
             self._asked -= 1
         self._history.append(asked)

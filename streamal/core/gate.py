@@ -11,7 +11,7 @@ Lanes share one budget and are tried in this order; the first that asks wins:
 * ``uncertainty`` spends the rest on the events whose informativeness score (entropy, margin,
   committee disagreement, …) its strategy ranks highest.
 
-The fraction budget (a :class:`~streamal.core.budget.WindowBudget`) caps the total over a
+The fraction budget (a :class:`~streamal.core.budget.FractionBudget`) caps the total over a
 sliding window; each lane except ``random`` also has its own share of that window, so a model
 that is unsure of everything (cold start, drift) cannot starve the other lanes. Capacity
 constraints (labels per hour, open reviews) veto any request. Budget is charged when a label is
@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
-from streamal.core.budget import Budget, WindowBudget
+from streamal.core.budget import Budget, FractionBudget
 from streamal.core.capacity import Constraint
 from streamal.core.measures import MEASURES, Proba
 from streamal.core.strategies import (
@@ -66,7 +66,7 @@ class Lane:
     share: float
     strategy: Strategy
     scorer: Scorer
-    budget: WindowBudget | None
+    budget: FractionBudget | None
 
 
 def _measure_scorer(name: str, n_classes: int) -> Scorer:
@@ -82,7 +82,7 @@ class Gate:
     Parameters
     ----------
     budget
-        The fraction budget; defaults to 2 % of events over a window of 1,000.
+        The fraction budget; defaults to 2 % of events, paced over a window of 1,000.
     measure
         Uncertainty measure of the uncertainty lane: ``least_confidence``, ``margin`` or
         ``entropy`` (ignored when ``scorer`` is given).
@@ -110,6 +110,7 @@ class Gate:
 
     Examples
     --------
+    >>> from streamal.core.budget import WindowBudget
     >>> gate = Gate(WindowBudget(fraction=0.1, window=100), random_share=0.0, seed=1)
     >>> asked = sum(gate.decide({True: .45, False: .55}).ask for _ in range(1000))
     >>> 90 <= asked <= 100
@@ -136,7 +137,7 @@ class Gate:
                 raise ValueError(f"{name} must be in [0, 1], got {share}")
         if random_share + exploit_share > 1.0 + 1e-9:
             raise ValueError("random_share + exploit_share must not exceed 1")
-        self.budget = budget if budget is not None else WindowBudget()
+        self.budget = budget if budget is not None else FractionBudget()
         self.measure_name = measure if scorer is None else getattr(scorer, "name", "custom")
         uncertainty_scorer = scorer or _measure_scorer(measure, n_classes)
         self.random_share = random_share
@@ -144,6 +145,9 @@ class Gate:
         self.positive = positive
         self.constraints = list(constraints)
         self._rng = random.Random(seed)
+        # Random draws the budget vetoed, made up at the next event it allows. Which event that
+        # is depends only on time, never on the event, so the random lane stays unbiased.
+        self._random_owed = 0
         window = getattr(self.budget, "window", 1000)
         rest = max(0.0, 1.0 - random_share - exploit_share)
 
@@ -167,7 +171,7 @@ class Gate:
             lane_budget = (
                 None
                 if name == "random"
-                else WindowBudget(max(1e-9, self.budget.fraction * share), window)
+                else FractionBudget(max(1e-9, self.budget.fraction * share), window)
             )
             self.lanes.append(Lane(name, share, lane_strategy, lane_scorer, lane_budget))
         self._bind_rates()
@@ -203,10 +207,23 @@ class Gate:
             score = lane.scorer(proba, x)
             if math.isnan(first_score):
                 first_score = score
-            if not allowed or (lane.budget is not None and not lane.budget.allows()):
+            strategy = lane.strategy
+            lane_allowed = allowed and (lane.budget is None or lane.budget.allows())
+            if lane.budget is None:  # the random lane: a draw the budget vetoes is owed
+                ask, probability = strategy.propose(score)
+                if ask and not lane_allowed:
+                    self._random_owed += 1
+                if lane_allowed and (ask or self._random_owed):
+                    if not ask:
+                        self._random_owed -= 1
+                    return Decision(True, lane.name, probability, score)
                 continue
-            ask, probability = lane.strategy.propose(score)
-            lane.strategy.update(score, ask)
+            saturated = lane.budget.saturated
+            if not lane_allowed:
+                strategy.update(score, False, allowed=False, saturated=saturated)
+                continue
+            ask, probability = strategy.propose(score)
+            strategy.update(score, ask, allowed=True, saturated=saturated)
             if ask:
                 return Decision(True, lane.name, probability, score)
         return Decision(False, None, 0.0, 0.0 if math.isnan(first_score) else first_score)

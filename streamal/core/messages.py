@@ -69,6 +69,10 @@ def _loads(raw: bytes | str, max_bytes: int) -> Any:
         raise InvalidMessage("not_json", "JSON nested too deeply") from None
 
 
+#: The times :func:`to_iso` can write (0001-01-01 to 9999-12-31 UTC), as epoch seconds.
+_MIN_TIME, _MAX_TIME = -62_135_596_800.0, 253_402_300_799.999
+
+
 def parse_time(value: Any) -> float | None:
     """Epoch seconds from epoch seconds (int/float) or an ISO-8601 string; ``None`` stays None.
 
@@ -82,8 +86,9 @@ def parse_time(value: Any) -> float | None:
     if isinstance(value, bool):
         raise InvalidMessage("bad_type", "a time must be epoch seconds or an ISO-8601 string")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise InvalidMessage("bad_value", "time is not finite")
+        # Compared as is: float() of a huge int overflows, and NaN fails every comparison.
+        if not _MIN_TIME <= value <= _MAX_TIME:
+            raise InvalidMessage("bad_value", "time is not finite or not within years 1-9999")
         return float(value)
     if isinstance(value, str):
         try:
@@ -92,7 +97,10 @@ def parse_time(value: Any) -> float | None:
             raise InvalidMessage("bad_value", f"unparseable time {value[:40]!r}") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        return parsed.timestamp()
+        ts = parsed.timestamp()
+        if not _MIN_TIME <= ts <= _MAX_TIME:
+            raise InvalidMessage("bad_value", "time is not within years 1-9999")
+        return ts
     raise InvalidMessage("bad_type", "a time must be epoch seconds or an ISO-8601 string")
 
 
@@ -109,6 +117,11 @@ def _event_id(value: Any) -> str:
     if isinstance(value, str) and value:
         if len(value) > 256:
             raise InvalidMessage("bad_value", "event id longer than 256 characters")
+        if not value.isascii():
+            try:
+                value.encode()  # the id becomes the Kafka key: a lone surrogate cannot
+            except UnicodeEncodeError:
+                raise InvalidMessage("bad_value", "event id is not valid Unicode") from None
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -172,9 +185,13 @@ def extract_features(event: Mapping[str, Any], schema: TransactionSchema) -> dic
         if value is True or value is False:
             out[key] = 1.0 if value else 0.0
         elif isinstance(value, int | float):
-            if not math.isfinite(value):
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond the float range
+                number = math.inf
+            if not math.isfinite(number):
                 raise InvalidMessage("bad_value", f"feature {key[:64]!r} is not finite")
-            out[key] = float(value)
+            out[key] = number
         elif isinstance(value, str):
             if len(value) > 256:
                 raise InvalidMessage("bad_value", f"string feature {key[:64]!r} too long")

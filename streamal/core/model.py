@@ -89,6 +89,12 @@ class OnlineModel:
         self.n_learned = 0
         self.lock = threading.RLock()
         self._uniform = {c: 1.0 / len(self.classes) for c in self.classes}
+        # River's binary LogisticRegression knows only False/True: it cannot learn "legit" or
+        # "fraud" and answers with False/True keys. Named binary classes are therefore passed to
+        # the model as False/True (negative first) and translated back.
+        self._as_bool: dict[Hashable, bool] | None = None
+        if len(self.classes) == 2 and self.classes != [False, True]:
+            self._as_bool = {self.classes[0]: False, self.classes[1]: True}
 
     @property
     def positive(self) -> Hashable:
@@ -98,6 +104,8 @@ class OnlineModel:
     def predict_proba_one(self, x: Features) -> dict[Hashable, float]:
         with self.lock:
             proba = self.model.predict_proba_one(x)
+        if self._as_bool is not None and proba:
+            proba = {c: proba.get(b, 0.0) for c, b in self._as_bool.items()}
         if not proba:
             return dict(self._uniform)
         if len(proba) == len(self.classes):
@@ -108,6 +116,8 @@ class OnlineModel:
         return {c: proba.get(c, 0.0) / total for c in self.classes}
 
     def learn_one(self, x: Features, y: Hashable, weight: float = 1.0) -> None:
+        if self._as_bool is not None:
+            y = self._as_bool[y]
         with self.lock:
             if weight == 1.0:
                 self.model.learn_one(x, y)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from streamal.core.budget import WindowBudget
+from streamal.core.budget import FractionBudget
 from streamal.core.capacity import BacklogCap, Constraint, TokenBucket
 from streamal.core.committee import committee_probas, kl_to_consensus, vote_entropy
 from streamal.core.density import DiagonalGaussianDensity, density_weighted
@@ -138,7 +138,7 @@ def build_gate(
             raise ValueError("a backlog cap needs a way to count open reviews")
         constraints.append(BacklogCap(max_open_reviews, open_reviews))
     return Gate(
-        WindowBudget(budget, window),
+        FractionBudget(budget, window),
         random_share=shares[0],
         exploit_share=shares[1],
         n_classes=n_classes,

@@ -62,8 +62,15 @@ class Strategy(ABC):
     def propose(self, score: float) -> tuple[bool, float]:
         """``(ask, probability that an event with this score is asked)``; no state change."""
 
-    def update(self, score: float, asked: bool) -> None:  # noqa: B027 - optional hook
-        """Learn from one event the budget let this strategy decide on (default: nothing)."""
+    def update(  # noqa: B027 - optional hook
+        self, score: float, asked: bool, allowed: bool = True, saturated: bool = False
+    ) -> None:
+        """Learn from one event (default: nothing).
+
+        ``allowed`` is False when the budget vetoed the event before the strategy was asked;
+        ``saturated`` is True when the lane's budget is full and unused tokens are being lost,
+        the signal to lower the bar.
+        """
 
 
 class RandomSampling(Strategy):
@@ -102,6 +109,9 @@ class VariableThreshold(Strategy):
     requested, by ``1 - step * rate / (1 - rate)``. The two balance when a share ``rate`` of events
     is requested, so the threshold settles at the score quantile that spends the budget, and a
     model that becomes confident (all scores low) sees its threshold fall until it asks again.
+    While the budget is full and going to waste it falls by the whole ``step`` per event, so
+    after drift or at a small budget it finds the new score level in tens of events, not
+    thousands. Events the budget vetoed leave it unchanged, as in the paper.
 
     Parameters
     ----------
@@ -134,10 +144,16 @@ class VariableThreshold(Strategy):
         ask = score >= self.threshold
         return ask, 1.0 if ask else 0.0
 
-    def update(self, score: float, asked: bool) -> None:
+    def update(
+        self, score: float, asked: bool, allowed: bool = True, saturated: bool = False
+    ) -> None:
+        if not allowed:
+            return
         rate = min(self.rate, 0.5)
         if asked:
-            self.threshold *= 1.0 + self.step
+            self.threshold = min(1e6, self.threshold * (1.0 + self.step))
+        elif saturated:
+            self.threshold = max(self.floor, self.threshold * (1.0 - self.step))
         elif rate > 0.0:
             self.threshold = max(self.floor, self.threshold * (1.0 - self.step * rate / (1 - rate)))
 
@@ -173,7 +189,9 @@ class QuantileThreshold(Strategy):
 
     The threshold is the empirical ``1 - rate`` quantile of a sliding window of recent scores
     (kept sorted, ``O(window)`` per event), so the spend is the rate whatever the shape of the
-    score distribution, and it moves with the distribution after drift.
+    score distribution, and it moves with the distribution after drift. Every score enters the
+    window, asked or not, vetoed or not: the window describes the stream, not the decisions.
+    While the lane's budget is full and going to waste, the quantile widens to twice the rate.
 
     Parameters
     ----------
@@ -198,6 +216,7 @@ class QuantileThreshold(Strategy):
         self.window = window
         self._recent: deque[float] = deque()
         self._sorted: list[float] = []
+        self._boost = 1.0
 
     def _quantile(self) -> float:
         if not self._sorted:
@@ -211,10 +230,13 @@ class QuantileThreshold(Strategy):
             return self._rng.random() < self.rate, self.rate
         # Rank of the score among the recent ones: ask if fewer than rate * n are above it.
         above = n - bisect.bisect_right(self._sorted, score)
-        ask = above < self.rate * n
+        ask = above < self.rate * self._boost * n
         return ask, 1.0 if ask else 0.0
 
-    def update(self, score: float, asked: bool) -> None:
+    def update(
+        self, score: float, asked: bool, allowed: bool = True, saturated: bool = False
+    ) -> None:
+        self._boost = 2.0 if saturated else 1.0
         self._recent.append(score)
         bisect.insort(self._sorted, score)
         if len(self._recent) > self.window:

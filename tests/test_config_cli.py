@@ -1,0 +1,226 @@
+"""Settings from STREAMAL_* variables, and the CLI flags derived from the same fields."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+from collections.abc import Iterator
+
+import pytest
+from pydantic import ValidationError
+
+import streamal
+from streamal import cli
+from streamal.config import Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No STREAMAL_* variable of the caller's shell leaks into these tests; wide help text."""
+    for name in list(os.environ):
+        if name.startswith("STREAMAL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("COLUMNS", "250")
+    yield
+
+
+@pytest.fixture
+def serve_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the ``serve`` subcommand, so these tests do not depend on ``demo`` and ``bench``."""
+    monkeypatch.setattr(cli, "COMMANDS", {"serve": cli.COMMANDS["serve"]})
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# --- Settings ----------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    s = Settings()
+    assert s.bootstrap_servers is None
+    assert (s.budget, s.budget_window, s.random_share) == (0.02, 1000, 0.1)
+    assert (s.classes, s.exclude, s.features) == ([], [], None)
+    assert s.label_sources == ["reviewer", "chargeback", "api", "simulated"]
+    assert s.emit_scores is True and s.model == "logreg"
+
+
+def test_values_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMAL_BUDGET", "0.05")
+    monkeypatch.setenv("STREAMAL_CLASSES", "a,b,c")
+    monkeypatch.setenv("STREAMAL_FEATURES", " amount , mcc ")
+    monkeypatch.setenv("STREAMAL_EXCLUDE", "is_fraud")
+    monkeypatch.setenv("STREAMAL_EMIT_SCORES", "false")
+    monkeypatch.setenv("STREAMAL_MODEL", "hat")
+    monkeypatch.setenv("STREAMAL_SESSION_TIMEOUT_MS", "2000")
+    monkeypatch.setenv("STREAMAL_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    s = Settings()
+    assert s.budget == 0.05
+    assert s.classes == ["a", "b", "c"]
+    assert s.features == ["amount", "mcc"]
+    assert s.exclude == ["is_fraud"]
+    assert s.emit_scores is False
+    assert s.model == "hat"
+    assert s.session_timeout_ms == 2000
+    assert s.bootstrap_servers == "127.0.0.1:9092"
+
+
+def test_empty_list_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ``STREAMAL_CLASSES=`` is what docker-compose and Helm write for a blank value.
+    for name in ("CLASSES", "FEATURES", "EXCLUDE", "LABEL_SOURCES"):
+        monkeypatch.setenv(f"STREAMAL_{name}", " , ")
+    s = Settings()
+    assert (s.classes, s.features, s.exclude) == ([], None, [])
+    assert s.label_sources == Settings.model_fields["label_sources"].get_default(
+        call_default_factory=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BUDGET", "0"),
+        ("BUDGET", "1.5"),
+        ("BUDGET", "lots"),
+        ("BUDGET_WINDOW", "5"),
+        ("RANDOM_SHARE", "2"),
+        ("MODEL", "svm"),
+        ("STRATEGY", "vibes"),
+        ("SECURITY_PROTOCOL", "TLS"),
+        ("SESSION_TIMEOUT_MS", "10"),
+        ("HTTP_PORT", "70000"),
+        ("LOG_LEVEL", "loud"),
+        ("MAX_MESSAGE_BYTES", "1"),
+        ("EMIT_SCORES", "perhaps"),
+    ],
+)
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(f"STREAMAL_{name}", value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert name.lower() in str(info.value)
+
+
+def test_kafka_client_config_passes_security_through() -> None:
+    plain = Settings(bootstrap_servers="b:9092").kafka_client_config()
+    assert plain == {"bootstrap_servers": "b:9092", "security_protocol": "PLAINTEXT"}
+    secure = Settings(
+        bootstrap_servers="b:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="u",
+        sasl_password="p",
+        ssl_cafile="/ca.pem",
+    ).kafka_client_config()
+    assert secure["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (secure["sasl_plain_username"], secure["sasl_plain_password"]) == ("u", "p")
+    assert secure["ssl_cafile"] == "/ca.pem"
+    assert Settings().kafka_client_config()["bootstrap_servers"] == "127.0.0.1:9092"
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def test_serve_flags_become_settings(serve_only: None) -> None:
+    args = cli.build_parser().parse_args(
+        [
+            "serve",
+            "--budget",
+            "0.1",
+            "--classes",
+            "legit,fraud",
+            "--no-emit-scores",
+            "--model",
+            "hat",
+            "--features",
+            "amount,mcc",
+            "--bootstrap-servers",
+            "127.0.0.1:1",
+        ]
+    )
+    assert args.command == "serve"
+    s = cli.settings_from_args(args)
+    assert s.budget == 0.1
+    assert s.classes == ["legit", "fraud"]
+    assert s.emit_scores is False
+    assert s.model == "hat"
+    assert s.features == ["amount", "mcc"]
+    assert s.bootstrap_servers == "127.0.0.1:1"
+    # Flags not given leave no trace in the namespace, so they cannot mask the environment.
+    assert not hasattr(args, "seed") and s.seed == 42
+
+
+def test_flags_override_the_environment(serve_only: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMAL_BUDGET", "0.05")
+    monkeypatch.setenv("STREAMAL_SEED", "7")
+    monkeypatch.setenv("STREAMAL_EMIT_SCORES", "false")
+    args = cli.build_parser().parse_args(["serve", "--budget", "0.2", "--emit-scores"])
+    s = cli.settings_from_args(args)
+    assert s.budget == 0.2  # the flag wins
+    assert s.emit_scores is True  # the flag wins, for booleans too
+    assert s.seed == 7  # the environment still applies where no flag was given
+
+
+def test_serve_help_lists_every_setting(
+    serve_only: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["serve", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for name in Settings.model_fields:
+        assert _flag(name) in text, name
+        assert f"STREAMAL_{name.upper()}" in text, name
+    assert "--no-emit-scores" in text and "--no-create-topics" in text
+
+
+def test_choices_and_bad_values_exit_with_usage(
+    serve_only: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(["serve", "--model", "svm"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", "--budget", "2"])  # valid for argparse, refused by Settings
+    assert exit_info.value.code == 2
+    assert "budget" in capsys.readouterr().err
+
+
+def test_serve_without_a_broker_refuses_to_start(
+    serve_only: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["serve"]) == 2
+    assert "bootstrap-servers" in capsys.readouterr().out
+
+
+def test_a_command_is_required(serve_only: None, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([])
+    assert exit_info.value.code == 2
+
+
+def test_version(serve_only: None, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"streamal {streamal.__version__}"
+
+
+def _all_commands_present() -> bool:
+    return all(importlib.util.find_spec(module) for module, _ in cli.COMMANDS.values())
+
+
+@pytest.mark.skipif(not _all_commands_present(), reason="demo/bench modules not written yet")
+def test_full_parser_has_serve_demo_and_bench(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"serve", "demo", "bench"} <= set(sub.choices)
+    for name, command in sub.choices.items():
+        flags = {opt for action in command._actions for opt in action.option_strings}
+        assert {_flag(f) for f in Settings.model_fields} <= flags, name
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--version"])
+    assert capsys.readouterr().out.strip() == f"streamal {streamal.__version__}"
