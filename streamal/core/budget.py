@@ -146,9 +146,9 @@ class FractionBudget(Budget):
         return max(1.0, self.burst_share * self.fraction * self.window)
 
     @property
-    def saturated(self) -> bool:
-        """The bucket is full: tokens that are not spent now are lost."""
-        return self._tokens + self.fraction > self.burst
+    def pressure(self) -> float:
+        """How full the bucket is, 0 to 1; at 1, tokens that are not spent now are lost."""
+        return min(1.0, max(0.0, (self._tokens + self.fraction) / self.burst))
 
     def set_fraction(self, fraction: float) -> None:
         """Change the budget at run time; saved tokens are kept (up to the new bucket size)."""

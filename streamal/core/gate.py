@@ -218,12 +218,12 @@ class Gate:
                         self._random_owed -= 1
                     return Decision(True, lane.name, probability, score)
                 continue
-            saturated = lane.budget.saturated
+            pressure = lane.budget.pressure
             if not lane_allowed:
-                strategy.update(score, False, allowed=False, saturated=saturated)
+                strategy.update(score, False, allowed=False, pressure=pressure)
                 continue
             ask, probability = strategy.propose(score)
-            strategy.update(score, ask, allowed=True, saturated=saturated)
+            strategy.update(score, ask, allowed=True, pressure=pressure)
             if ask:
                 return Decision(True, lane.name, probability, score)
         return Decision(False, None, 0.0, 0.0 if math.isnan(first_score) else first_score)

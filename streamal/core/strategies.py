@@ -63,13 +63,13 @@ class Strategy(ABC):
         """``(ask, probability that an event with this score is asked)``; no state change."""
 
     def update(  # noqa: B027 - optional hook
-        self, score: float, asked: bool, allowed: bool = True, saturated: bool = False
+        self, score: float, asked: bool, allowed: bool = True, pressure: float = 0.5
     ) -> None:
         """Learn from one event (default: nothing).
 
-        ``allowed`` is False when the budget vetoed the event before the strategy was asked;
-        ``saturated`` is True when the lane's budget is full and unused tokens are being lost,
-        the signal to lower the bar.
+        ``allowed`` is False when the budget vetoed the event before the strategy was asked.
+        ``pressure`` is how full the lane's budget is, from 0 (empty: overspending) to 1 (full:
+        unused labels are being lost), the feedback that keeps a strategy spending its budget.
         """
 
 
@@ -145,14 +145,14 @@ class VariableThreshold(Strategy):
         return ask, 1.0 if ask else 0.0
 
     def update(
-        self, score: float, asked: bool, allowed: bool = True, saturated: bool = False
+        self, score: float, asked: bool, allowed: bool = True, pressure: float = 0.5
     ) -> None:
         if not allowed:
             return
         rate = min(self.rate, 0.5)
         if asked:
             self.threshold = min(1e6, self.threshold * (1.0 + self.step))
-        elif saturated:
+        elif pressure >= 0.999:
             self.threshold = max(self.floor, self.threshold * (1.0 - self.step))
         elif rate > 0.0:
             self.threshold = max(self.floor, self.threshold * (1.0 - self.step * rate / (1 - rate)))
@@ -191,7 +191,11 @@ class QuantileThreshold(Strategy):
     (kept sorted, ``O(window)`` per event), so the spend is the rate whatever the shape of the
     score distribution, and it moves with the distribution after drift. Every score enters the
     window, asked or not, vetoed or not: the window describes the stream, not the decisions.
-    While the lane's budget is full and going to waste, the quantile widens to twice the rate.
+    A window lags when the scores fall as the model learns (stale high scores hold the quantile
+    up), so the rate is steered by the budget's fill level with an integral controller: the
+    effective rate is multiplied by ``1 + gain·(pressure - ½)`` after every event, rising while
+    the lane's budget fills up and falling while it drains. The budget then hovers half full and
+    the spend settles at the rate whatever the window holds.
 
     Parameters
     ----------
@@ -212,11 +216,12 @@ class QuantileThreshold(Strategy):
     99
     """
 
-    def __init__(self, window: int = 1000) -> None:
+    def __init__(self, window: int = 1000, gain: float = 0.05) -> None:
         self.window = window
+        self.gain = gain
         self._recent: deque[float] = deque()
         self._sorted: list[float] = []
-        self._boost = 1.0
+        self._boost = 1.0  # the controller's correction of the rate
 
     def _quantile(self) -> float:
         if not self._sorted:
@@ -234,9 +239,11 @@ class QuantileThreshold(Strategy):
         return ask, 1.0 if ask else 0.0
 
     def update(
-        self, score: float, asked: bool, allowed: bool = True, saturated: bool = False
+        self, score: float, asked: bool, allowed: bool = True, pressure: float = 0.5
     ) -> None:
-        self._boost = 2.0 if saturated else 1.0
+        if allowed and self.rate > 0.0:
+            boost = self._boost * (1.0 + self.gain * (pressure - 0.5))
+            self._boost = min(1.0 / self.rate, max(0.1, boost))
         self._recent.append(score)
         bisect.insort(self._sorted, score)
         if len(self._recent) > self.window:
