@@ -75,13 +75,41 @@ class Settings(BaseSettings):
 
     # Model and gate
     model: Literal["logreg", "hat", "arf", "gnb"] = Field("logreg", description="River model.")
-    strategy: Literal["entropy", "least_confidence", "margin"] = Field(
-        "entropy", description="Uncertainty measure of the gate."
+    strategy: Literal["variable", "random", "fixed", "randomized", "split", "quantile", "fraud"] = (
+        Field("variable", description="Query strategy of the gate (see the README).")
     )
+    measure: Literal[
+        "entropy",
+        "least_confidence",
+        "margin",
+        "vote_entropy",
+        "kl_divergence",
+        "density",
+        "gradient",
+    ] = Field("entropy", description="Informativeness measure of the uncertainty lane.")
     budget: float = Field(0.02, gt=0.0, le=1.0, description="Share of events sent to review.")
-    budget_window: int = Field(1000, ge=10, description="Events over which the budget holds.")
-    random_share: float = Field(
-        0.1, ge=0.0, le=1.0, description="Share of the budget spent at random (unbiased lane)."
+    budget_window: int = Field(
+        1000, ge=10, description="Events over which the budget is paced and spend is reported."
+    )
+    random_share: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Share of the budget spent at random (the unbiased lane); unset: the "
+        "strategy's own (0.1; split 0.2; random 1).",
+    )
+    exploit_share: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Share of the budget for the highest-risk events; unset: the strategy's "
+        "own (fraud 0.3, others 0).",
+    )
+    labels_per_hour: float | None = Field(
+        None, gt=0.0, description="Reviewer capacity: at most this many requests an hour."
+    )
+    max_open_reviews: int | None = Field(
+        None, ge=1, description="No new requests while this many reviews are open."
     )
     threshold_step: float = Field(0.01, gt=0.0, lt=1.0, description="Variable threshold step.")
     seed: int = Field(42, description="Seed of the model and the gate.")
@@ -122,3 +150,19 @@ class Settings(BaseSettings):
             config["sasl_plain_username"] = self.sasl_username
             config["sasl_plain_password"] = self.sasl_password
         return config
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the fields (a test keeps them equal)."""
+    rows = [
+        "| environment variable | flag | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, list):
+            default = ",".join(default) or "(none)"
+        shown = "(unset)" if default is None else default
+        flag = "--" + name.replace("_", "-")
+        rows.append(f"| `STREAMAL_{name.upper()}` | `{flag}` | `{shown}` | {field.description} |")
+    return "\n".join(rows) + "\n"

@@ -21,6 +21,7 @@ Bad input never stops a loop: it is dead-lettered with its reason and counted.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -35,8 +36,6 @@ from kafka.errors import KafkaError
 from streamal.adapters.kafka import dead_letter_record, ensure_topics, make_consumer, make_producer
 from streamal.adapters.metrics import Metrics
 from streamal.config import Settings
-from streamal.core.budget import WindowBudget
-from streamal.core.gate import Gate
 from streamal.core.learner import UNREQUESTED, ActiveLearner
 from streamal.core.messages import (
     SCHEMA_VERSION,
@@ -49,6 +48,7 @@ from streamal.core.messages import (
 )
 from streamal.core.model import OnlineModel, make_model
 from streamal.core.pending import PendingStore
+from streamal.core.policy import build_gate
 
 __all__ = ["Service", "build_learner"]
 
@@ -70,15 +70,23 @@ def build_learner(settings: Settings, classes: ClassSet) -> ActiveLearner:
     model = OnlineModel(
         make_model(settings.model, len(classes), settings.seed), classes.classes, settings.model
     )
-    gate = Gate(
-        WindowBudget(settings.budget, settings.budget_window),
-        measure=settings.strategy,
-        random_share=settings.random_share,
-        step=settings.threshold_step,
-        n_classes=len(classes),
-        seed=settings.seed,
-    )
     pending = PendingStore(settings.pending_max_items, settings.pending_ttl_seconds)
+    gate = build_gate(
+        settings.strategy,
+        settings.measure,
+        settings.budget,
+        settings.budget_window,
+        model=model.model,
+        n_classes=len(classes),
+        positive=model.positive,
+        seed=settings.seed,
+        random_share=settings.random_share,
+        exploit_share=settings.exploit_share,
+        step=settings.threshold_step,
+        labels_per_hour=settings.labels_per_hour,
+        max_open_reviews=settings.max_open_reviews,
+        open_reviews=pending.__len__,
+    )
     return ActiveLearner(model, gate, pending, schema)
 
 
@@ -110,6 +118,10 @@ class Service:
 
     def start(self) -> None:
         """Start both loops in daemon threads."""
+        # Move what exists by now (imported modules, the model) out of the cyclic collector's
+        # sight: a full collection over it stops every thread for ~70-170 ms, which alone broke
+        # the 100 ms p99 of label apply. Collections then scan only what the loops allocate.
+        gc.freeze()
         for name, target in (("labels", self._labels_loop), ("events", self._events_loop)):
             thread = threading.Thread(
                 target=self._guard, args=(name, target), name=name, daemon=True

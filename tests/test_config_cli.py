@@ -41,7 +41,7 @@ def _flag(name: str) -> str:
 def test_defaults() -> None:
     s = Settings()
     assert s.bootstrap_servers is None
-    assert (s.budget, s.budget_window, s.random_share) == (0.02, 1000, 0.1)
+    assert (s.budget, s.budget_window, s.random_share) == (0.02, 1000, None)
     assert (s.classes, s.exclude, s.features) == ([], [], None)
     assert s.label_sources == ["reviewer", "chargeback", "api", "simulated"]
     assert s.emit_scores is True and s.model == "logreg"
