@@ -35,7 +35,7 @@ def test_mypy_strict_is_clean() -> None:
 
 
 def test_readme_configuration_table_is_generated_from_the_settings() -> None:
-    # Regenerate with: python -c "from streamal.config import settings_table; print(settings_table())"
+    # Regenerate: python -c "from streamal.config import settings_table as t; print(t())"
     assert settings_table() in README
 
 

@@ -116,6 +116,10 @@ class FractionBudget(Budget):
         Events over which the observed spend is reported (and the burst is sized).
     burst_share
         Bucket size as a share of the window's budget (at least one token).
+    burst
+        Bucket size in tokens, instead of ``burst_share``.
+    initial
+        Tokens at the start (0: never ahead of the budget).
 
     Examples
     --------
@@ -129,7 +133,14 @@ class FractionBudget(Budget):
     (100, 0.1)
     """
 
-    def __init__(self, fraction: float = 0.02, window: int = 1000, burst_share: float = 0.2):
+    def __init__(
+        self,
+        fraction: float = 0.02,
+        window: int = 1000,
+        burst_share: float = 0.2,
+        burst: float | None = None,
+        initial: float = 0.0,
+    ) -> None:
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"budget fraction must be in (0, 1], got {fraction}")
         if window < 1:
@@ -137,12 +148,15 @@ class FractionBudget(Budget):
         self.fraction = fraction
         self.window = window
         self.burst_share = burst_share
-        self._tokens = 0.0
+        self._burst = burst
+        self._tokens = initial
         self._history: deque[bool] = deque(maxlen=window)
         self._asked = 0
 
     @property
     def burst(self) -> float:
+        if self._burst is not None:
+            return max(1.0, self._burst)
         return max(1.0, self.burst_share * self.fraction * self.window)
 
     @property

@@ -11,11 +11,17 @@ Lanes share one budget and are tried in this order; the first that asks wins:
 * ``uncertainty`` spends the rest on the events whose informativeness score (entropy, margin,
   committee disagreement, …) its strategy ranks highest.
 
-The fraction budget (a :class:`~streamal.core.budget.FractionBudget`) caps the total over a
-sliding window; each lane except ``random`` also has its own share of that window, so a model
-that is unsure of everything (cold start, drift) cannot starve the other lanes. Capacity
-constraints (labels per hour, open reviews) veto any request. Budget is charged when a label is
-requested, not when it arrives.
+Budget accounting follows the lanes. The random lane picks one event at random in every block
+of ``1 / (random_share · B)`` events, on its own schedule, so the other lanes' spending never
+moves its picks and its labels stay a uniform sample. The selective lanes (exploit and
+uncertainty) share one paced bucket that fills by ``(1 - random_share) · B`` per event (a
+:class:`~streamal.core.budget.FractionBudget`), and each also has its own bucket for its share,
+so a model that is unsure of everything (cold start, drift) cannot starve the other lane. The
+total is therefore about ``B`` per event from the start, and at most ``B·window`` plus a small
+burst in any window. The ``budget`` object passed in is the overall cap on every lane and what
+the spend gauge reads; it and the capacity constraints (labels per hour, open reviews) can veto
+any request (a vetoed random pick is made up at the next event allowed, which depends on time
+only). Budget is charged when a label is requested, not when it arrives.
 """
 
 from __future__ import annotations
@@ -145,11 +151,13 @@ class Gate:
         self.positive = positive
         self.constraints = list(constraints)
         self._rng = random.Random(seed)
-        # Random draws the budget vetoed, made up at the next event it allows. Which event that
-        # is depends only on time, never on the event, so the random lane stays unbiased.
+        # Random picks that a capacity constraint vetoed, made up at the next event it allows:
+        # which event that is depends only on time, never on the event, so the lane stays fair.
         self._random_owed = 0
         window = getattr(self.budget, "window", 1000)
+        self._window = window
         rest = max(0.0, 1.0 - random_share - exploit_share)
+        self._selective = self._selective_bucket(self.budget.fraction)
 
         def risk(proba: Proba, x: Mapping[str, float] | None) -> float:
             return proba.get(positive, 0.0)
@@ -171,10 +179,28 @@ class Gate:
             lane_budget = (
                 None
                 if name == "random"
-                else FractionBudget(max(1e-9, self.budget.fraction * share), window)
+                else FractionBudget(
+                    max(1e-9, self.budget.fraction * share),
+                    window,
+                    burst=2 * self._burst,
+                    initial=self._burst,
+                )
             )
             self.lanes.append(Lane(name, share, lane_strategy, lane_scorer, lane_budget))
         self._bind_rates()
+
+    @property
+    def _burst(self) -> float:
+        """Bucket size of the selective lanes: a tenth of a window's budget, at least one.
+
+        Each lane's own bucket is twice that: the shared bucket caps the total, the lane's only
+        keeps its share, so it may save up for a cluster of interesting events.
+        """
+        return max(1.0, 0.1 * self.budget.fraction * self._window)
+
+    def _selective_bucket(self, fraction: float) -> FractionBudget:
+        rate = max(1e-9, fraction * (1.0 - self.random_share))
+        return FractionBudget(min(1.0, rate), self._window, burst=self._burst)
 
     def _bind_rates(self) -> None:
         for lane in self.lanes:
@@ -193,6 +219,7 @@ class Gate:
         """Decide for one event and charge the budget if the answer is to ask."""
         decision = self._decide(proba, x)
         self.budget.record(decision.ask)
+        self._selective.record(decision.ask and decision.reason != "random")
         for constraint in self.constraints:
             constraint.record(decision.ask)
         for lane in self.lanes:
@@ -201,32 +228,33 @@ class Gate:
         return decision
 
     def _decide(self, proba: Proba, x: Mapping[str, float] | None) -> Decision:
-        allowed = self.budget.allows() and all(c.allows() for c in self.constraints)
-        first_score = math.nan
+        capacity = self.budget.allows() and all(c.allows() for c in self.constraints)
+        selective = capacity and self._selective.allows()
+        score = math.nan
+        last_scorer: Scorer | None = None
         for lane in self.lanes:
-            score = lane.scorer(proba, x)
-            if math.isnan(first_score):
-                first_score = score
+            if lane.scorer is not last_scorer:  # lanes sharing a scorer compute it once
+                score = lane.scorer(proba, x)
+                last_scorer = lane.scorer
             strategy = lane.strategy
-            lane_allowed = allowed and (lane.budget is None or lane.budget.allows())
-            if lane.budget is None:  # the random lane: a draw the budget vetoes is owed
+            if lane.budget is None:  # the random lane: its own stratified schedule
                 ask, probability = strategy.propose(score)
-                if ask and not lane_allowed:
+                if ask and not capacity:
                     self._random_owed += 1
-                if lane_allowed and (ask or self._random_owed):
+                elif capacity and (ask or self._random_owed):
                     if not ask:
                         self._random_owed -= 1
                     return Decision(True, lane.name, probability, score)
                 continue
             pressure = lane.budget.pressure
-            if not lane_allowed:
+            if not (selective and lane.budget.allows()):
                 strategy.update(score, False, allowed=False, pressure=pressure)
                 continue
             ask, probability = strategy.propose(score)
             strategy.update(score, ask, allowed=True, pressure=pressure)
             if ask:
                 return Decision(True, lane.name, probability, score)
-        return Decision(False, None, 0.0, 0.0 if math.isnan(first_score) else first_score)
+        return Decision(False, None, 0.0, 0.0 if math.isnan(score) else score)
 
     def set_budget(self, fraction: float) -> None:
         """Change the budget fraction at run time (every lane keeps its share)."""
@@ -234,9 +262,15 @@ class Gate:
         if set_fraction is None:
             raise TypeError(f"{type(self.budget).__name__} cannot change its fraction")
         set_fraction(fraction)
+        self._selective = self._selective_bucket(fraction)
         for lane in self.lanes:
             if lane.budget is not None:
-                lane.budget.set_fraction(max(1e-9, fraction * lane.share))
+                lane.budget = FractionBudget(
+                    max(1e-9, fraction * lane.share),
+                    self._window,
+                    burst=2 * self._burst,
+                    initial=self._burst,
+                )
         self._bind_rates()
 
     def __repr__(self) -> str:

@@ -138,7 +138,10 @@ def build_gate(
             raise ValueError("a backlog cap needs a way to count open reviews")
         constraints.append(BacklogCap(max_open_reviews, open_reviews))
     return Gate(
-        FractionBudget(budget, window),
+        # The overall cap. The lanes pace themselves below it (selective lanes at (1 - r)·B,
+        # the random lane at r·B on its own schedule); its one token of credit absorbs the
+        # random lane's rounding, so it never has to move a random pick.
+        FractionBudget(budget, window, burst_share=0.25, initial=1.0),
         random_share=shares[0],
         exploit_share=shares[1],
         n_classes=n_classes,

@@ -6,7 +6,7 @@ strategy its target rate (its lane's share of the budget) and keeps the hard cap
 strategy only has to answer "is this one of the best ``rate`` of events?". The strategies differ
 in how they answer, following the stream active-learning literature:
 
-* :class:`RandomSampling`: a coin with probability ``rate`` (the unbiased reference).
+* :class:`RandomSampling`: one event at random in each block of ``1 / rate`` (unbiased).
 * :class:`FixedThreshold`: ask when the score reaches a fixed value; may spend less than
   its rate, by design (Žliobaitė et al., 2014, "fixed uncertainty").
 * :class:`VariableThreshold`: the threshold rises after each request and falls otherwise,
@@ -74,16 +74,44 @@ class Strategy(ABC):
 
 
 class RandomSampling(Strategy):
-    """Ask with probability ``rate`` whatever the score: an unbiased sample of the stream.
+    """An unbiased sample of the stream at ``rate``: one event at a random place in each block.
+
+    The stream is cut into blocks of ``1 / rate`` events and one event, uniformly at random
+    within its block, is asked for (stratified sampling). Every event has the same chance,
+    ``rate``, whatever its score or its time, so accuracy on these labels estimates accuracy on
+    the whole stream; and unlike a coin per event the picks never cluster, so they never collide
+    with the budget and never have to be moved (which would tie them to the other lanes' spending
+    and bias the estimate). After ``n`` events it has asked at most ``ceil(rate · n)`` times.
 
     >>> s = RandomSampling()
     >>> s.bind(0.1, random.Random(0))
-    >>> sum(s.propose(0.0)[0] for _ in range(10_000))
-    1026
+    >>> picks = [i for i in range(100) if s.propose(0.0)[0]]
+    >>> picks
+    [6, 16, 20, 34, 48, 57, 66, 74, 87, 95]
+    >>> [p // 10 for p in picks]  # one per block of ten
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     """
 
+    _position = 0
+    _pick = -1
+    _block = 1
+
+    def bind(self, rate: float, rng: random.Random) -> None:
+        super().bind(rate, rng)
+        self._block = max(1, round(1.0 / rate)) if rate > 0.0 else 0
+        self._position = 0
+        self._pick = -1
+
     def propose(self, score: float) -> tuple[bool, float]:
-        return self._rng.random() < self.rate, self.rate
+        """Advance by one event (call exactly once per event)."""
+        if not self._block:
+            return False, 0.0
+        offset = self._position % self._block
+        if offset == 0:
+            self._pick = self._position + self._rng.randrange(self._block)
+        ask = self._position == self._pick
+        self._position += 1
+        return ask, self.rate
 
 
 class FixedThreshold(Strategy):
@@ -241,7 +269,7 @@ class QuantileThreshold(Strategy):
     def update(
         self, score: float, asked: bool, allowed: bool = True, pressure: float = 0.5
     ) -> None:
-        if allowed and self.rate > 0.0:
+        if self.rate > 0.0:
             boost = self._boost * (1.0 + self.gain * (pressure - 0.5))
             self._boost = min(1.0 / self.rate, max(0.1, boost))
         self._recent.append(score)
