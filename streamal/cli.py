@@ -26,6 +26,10 @@ COMMANDS = {
     "serve": ("streamal.serve", "Run the service: Kafka loops, HTTP API and /metrics."),
     "demo": ("streamal.demo", "Run the whole system on one machine with a simulated reviewer."),
     "bench": ("streamal.bench", "Measure end-to-end throughput against a bare Kafka relay."),
+    "evaluate": (
+        "streamal.evaluate",
+        "Offline prequential evaluation of a strategy on a labelled stream.",
+    ),
 }
 
 

@@ -1,0 +1,492 @@
+"""``streamal evaluate``: offline prequential (test-then-train) evaluation on a labelled stream.
+
+The stream is a CSV, CSV.gz or Parquet file, a River dataset or the synthetic transactions. The
+learner is the service's (:func:`streamal.service.build_learner`, same settings, same names), so
+the figures say what the service would have done on that stream: every event is scored first,
+the gate decides whether its label is bought, and bought labels are learned ``--label-delay``
+later, counted in events or, with ``--time-column``, in stream time. With a time column the gate's
+reviewer capacity (``--labels-per-hour``) runs on stream time too, so a replayed month is limited
+like the real month was.
+
+Output: a summary table, ``--json`` (schema in the README, "Offline evaluation") and ``--plot``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from streamal import __version__
+from streamal.adapters.sources import Pair, Source, SourceError, open_source
+from streamal.config import Settings
+from streamal.core.evaluator import Report, StreamClock, prequential
+from streamal.core.learner import ActiveLearner
+from streamal.core.messages import ClassSet, InvalidMessage, TransactionSchema
+from streamal.core.model import OnlineModel, make_model
+from streamal.core.pending import PendingStore
+from streamal.core.policy import build_gate
+from streamal.service import build_learner
+
+__all__ = [
+    "LabelDelay",
+    "configure",
+    "evaluate",
+    "make_learner",
+    "plot_document",
+    "report_document",
+    "run",
+    "stream_learner",
+    "summary_table",
+]
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd])")
+#: Events between progress updates on a terminal.
+PROGRESS_EVERY = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class LabelDelay:
+    """How long a bought label takes to arrive: ``events`` later, or ``seconds`` of stream time.
+
+    >>> LabelDelay.parse("50"), LabelDelay.parse("7d").seconds, LabelDelay.parse("90m").seconds
+    (LabelDelay(text='50', events=50, seconds=None), 604800.0, 5400.0)
+    """
+
+    text: str
+    events: int = 0
+    seconds: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> LabelDelay:
+        text = text.strip()
+        if text.isdigit():
+            return cls(text, events=int(text))
+        match = _DURATION.fullmatch(text)
+        if match is None:
+            raise ValueError(
+                f"{text!r} is neither a number of events (50) nor a duration (3600s, 30m, 4h, 7d)"
+            )
+        return cls(text, seconds=float(match[1]) * _UNITS[match[2]])
+
+
+def _label_delay(text: str) -> LabelDelay:
+    try:
+        return LabelDelay.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1 (exclusive)")
+    return value
+
+
+def _columns(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Evaluation options; ``--budget``, ``--strategy``, ``--model``, ``--seed``... come from the
+    service settings, added by the CLI."""
+    group = parser.add_argument_group("evaluate")
+    group.add_argument(
+        "--data",
+        required=True,
+        metavar="PATH|river:NAME",
+        help="A .csv, .csv.gz or .parquet file; river:NAME (Phishing, SEA, Agrawal, Hyperplane, "
+        "RandomRBFDrift, SEA-drift, Agrawal-drift); or synthetic:transactions.",
+    )
+    group.add_argument("--target", metavar="COLUMN", help="The label column (files only).")
+    group.add_argument(
+        "--positive",
+        metavar="VALUE",
+        help="The positive class as written in the target column; other values are negative "
+        "[auto: 1, true, yes or fraud].",
+    )
+    group.add_argument(
+        "--drop",
+        type=_columns,
+        default=[],
+        metavar="COL,COL",
+        help="Columns that are never features (e.g. a date or a leaky column).",
+    )
+    group.add_argument(
+        "--time-column",
+        metavar="COLUMN",
+        help="Event time (ISO-8601 or epoch seconds): label delay and reviewer capacity then "
+        "run on stream time.",
+    )
+    group.add_argument(
+        "--label-delay",
+        type=_label_delay,
+        default=LabelDelay("0"),
+        metavar="N|DURATION",
+        help="When bought labels arrive: N events later, or a stream-time duration such as "
+        "3600s, 30m, 4h, 7d (needs --time-column) [0].",
+    )
+    group.add_argument(
+        "--limit",
+        type=_positive_int,
+        help="At most this many events [all; 20000 for generators].",
+    )
+    group.add_argument(
+        "--window",
+        type=_positive_int,
+        help="Events per window of the learning curve [--budget-window].",
+    )
+    group.add_argument(
+        "--fraud-rate",
+        type=_fraction,
+        default=0.02,
+        help="Share of fraud in synthetic:transactions [0.02].",
+    )
+    group.add_argument("--json", type=Path, metavar="OUT", help="Write the results as JSON.")
+    group.add_argument(
+        "--plot", type=Path, metavar="OUT.png", help="Draw the learning curve and the spend."
+    )
+
+
+# ---------------------------------------------------------------------------------- running
+
+
+def stream_learner(settings: Settings, clock: StreamClock) -> ActiveLearner:
+    """:func:`~streamal.service.build_learner`'s objects, with the learner's and the gate's
+    time read from the stream (``build_learner`` always uses the wall clock)."""
+    classes = ClassSet()
+    schema = TransactionSchema(
+        id_field=settings.id_field,
+        time_field=settings.time_field,
+        features=frozenset(settings.features) if settings.features else None,
+        exclude=frozenset(settings.exclude),
+    )
+    model = OnlineModel(
+        make_model(settings.model, len(classes), settings.seed), classes.classes, settings.model
+    )
+    pending = PendingStore(settings.pending_max_items, settings.pending_ttl_seconds)
+    gate = build_gate(
+        settings.strategy,
+        settings.measure,
+        settings.budget,
+        settings.budget_window,
+        model=model.model,
+        n_classes=len(classes),
+        positive=model.positive,
+        seed=settings.seed,
+        random_share=settings.random_share,
+        exploit_share=settings.exploit_share,
+        step=settings.threshold_step,
+        labels_per_hour=settings.labels_per_hour,
+        max_open_reviews=settings.max_open_reviews,
+        open_reviews=pending.__len__,
+        clock=clock,
+    )
+    return ActiveLearner(model, gate, pending, schema, clock=clock)
+
+
+class _Counted:
+    """Counts the events read, so an error can say where it happened."""
+
+    def __init__(self, pairs: Iterable[Pair], status: Any = None) -> None:
+        self.pairs = pairs
+        self.status = status
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Pair]:
+        for pair in self.pairs:
+            self.count += 1
+            if self.status is not None and self.count % PROGRESS_EVERY == 0:
+                self.status.update(f"evaluating… {self.count:,} events")
+            yield pair
+
+
+def make_learner(source: Source, settings: Settings) -> tuple[ActiveLearner, StreamClock | None]:
+    """The service's learner for these settings, on stream time when the source has a time
+    column. Raises ``ValueError``/``TypeError`` for settings that do not fit together."""
+    if source.time_column is None:
+        return build_learner(settings, ClassSet()), None
+    clock = StreamClock()
+    return stream_learner(settings, clock), clock
+
+
+def evaluate(
+    source: Source,
+    settings: Settings,
+    label_delay: LabelDelay = LabelDelay("0"),
+    window: int | None = None,
+    status: Any = None,
+    learner: tuple[ActiveLearner, StreamClock | None] | None = None,
+) -> Report:
+    """Run the service's learner (or ``learner``, from :func:`make_learner`) over ``source``,
+    test-then-train.
+
+    Settings must already name the time column as ``time_field`` when the source has one.
+    Raises :class:`SourceError` for unreadable data (an event the core rejects included).
+    """
+    active, clock = learner if learner is not None else make_learner(source, settings)
+    events = _Counted(source, status)
+    try:
+        return prequential(
+            events,
+            active,
+            label_delay=label_delay.events,
+            window=window or settings.budget_window,
+            label_delay_seconds=label_delay.seconds,
+            clock=clock,
+            spend_window=settings.budget_window,
+        )
+    except InvalidMessage as exc:
+        raise SourceError(
+            f"{source.name}: event {events.count}: {exc.detail} (--drop the column?)"
+        ) from None
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: undefined figures (recall without positives, ...) become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def report_document(
+    report: Report,
+    source: Source,
+    settings: Settings,
+    label_delay: LabelDelay,
+    window: int,
+) -> dict[str, Any]:
+    """The JSON document: the run's configuration, then :meth:`Report.as_dict`, extended."""
+    body = report.as_dict()
+    cumulative = 0
+    for w, entry in zip(report.windows, body["windows"], strict=True):
+        cumulative += w.requested
+        entry["positives"] = w.positives
+        entry["cumulative_requested"] = cumulative
+    config = {
+        "data": source.name,
+        "target": source.target,
+        "positive": source.positive,
+        "time_column": source.time_column,
+        "drop": sorted(source.drop),
+        "limit": source.limit,
+        "strategy": settings.strategy,
+        "measure": settings.measure,
+        "model": settings.model,
+        "budget": settings.budget,
+        "budget_window": settings.budget_window,
+        "random_share": settings.random_share,
+        "exploit_share": settings.exploit_share,
+        "labels_per_hour": settings.labels_per_hour,
+        "label_delay": label_delay.text,
+        "label_delay_events": None if label_delay.seconds is not None else label_delay.events,
+        "label_delay_seconds": label_delay.seconds,
+        "window": window,
+        "seed": settings.seed,
+        "streamal_version": __version__,
+    }
+    doc = {"config": config, **body, "positives": report.total.positives}
+    result: dict[str, Any] = _finite(doc)
+    return result
+
+
+# ---------------------------------------------------------------------------------- output
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def summary_table(doc: dict[str, Any]) -> Table:
+    """The figures of ``doc`` (a :func:`report_document`) as a table."""
+    c = doc["config"]
+    events = doc["events"]
+    table = Table(title=f"streamal evaluate: {c['data']}", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_column("", style="dim")
+    positives = doc["positives"]
+    table.add_row(
+        "events",
+        f"{events:,}",
+        f"{positives:,} positive ({_pct(positives / events if events else None, 2)}); "
+        f"positive class {c['positive']!r}",
+    )
+    reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(doc["by_reason"].items())) or "none"
+    table.add_row(
+        "labels spent",
+        f"{doc['labels_requested']:,}",
+        f"{_pct(doc['spend_ratio'], 2)} of events, budget {_pct(c['budget'], 2)}; {reasons}",
+    )
+    table.add_row(
+        "spend, max window",
+        _pct(doc["max_window_spend_ratio"], 2),
+        f"over any {doc['spend_window']:,} consecutive events",
+    )
+    table.add_row("accuracy", _num(doc["accuracy"]), "prequential, on every event")
+    table.add_row("Cohen's kappa", _num(doc["kappa"]), "")
+    table.add_row("precision", _num(doc["precision"]), "of the positive class")
+    table.add_row("recall", _num(doc["recall"]), "of the positive class")
+    table.add_row("F1", _num(doc["f1"]), "of the positive class")
+    table.add_row("average precision", _num(doc["average_precision"]), "of the positive class")
+    table.add_row(
+        "labelled accuracy",
+        _num(doc["labeled_accuracy"]),
+        f"biased: on the {doc['labels_learned']:,} labels the gate chose",
+    )
+    unbiased = doc["unbiased_accuracy"]
+    low, high = unbiased["ci95"]
+    table.add_row(
+        "unbiased accuracy",
+        _num(unbiased["estimate"]),
+        f"95% CI [{_num(low)}, {_num(high)}] from {unbiased['labels']:,} random-lane labels",
+    )
+    table.add_row("µs per event", f"{doc['us_per_event']:.0f}", "reading, scoring and learning")
+    table.caption = (
+        f"strategy {c['strategy']}, measure {c['measure']}, model {c['model']}, "
+        f"label delay {c['label_delay']}, seed {c['seed']}"
+    )
+    return table
+
+
+def plot_document(path: Path, doc: dict[str, Any]) -> None:
+    """Two panels: accuracy and recall per window; labels spent against the budget line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = doc["config"]
+    windows = doc["windows"]
+    ends = [w["start"] + w["events"] for w in windows]
+
+    def nan(values: Iterable[float | None]) -> list[float]:
+        return [math.nan if v is None else v for v in values]
+
+    fig, (curve, spend) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    try:
+        curve.plot(ends, nan(w["accuracy"] for w in windows), marker=".", label="accuracy")
+        curve.plot(
+            ends,
+            nan(w["recall"] for w in windows),
+            marker=".",
+            label=f"recall of {c['positive']!r}",
+        )
+        curve.set_ylim(-0.02, 1.02)
+        curve.set_ylabel(f"per window of {c['window']:,} events")
+        curve.grid(alpha=0.3)
+        curve.legend(loc="lower right", fontsize="small")
+        curve.set_title(
+            f"{Path(c['data']).name}: {c['strategy']} / {c['measure']} / {c['model']}, budget "
+            f"{c['budget']:.1%}, label delay {c['label_delay']} — accuracy "
+            f"{_num(doc['accuracy'])}, F1 {_num(doc['f1'])}",
+            fontsize="medium",
+        )
+        xs = [0, *ends]
+        spent = [0, *(w["cumulative_requested"] for w in windows)]
+        spend.plot(xs, spent, label="labels spent")
+        spend.plot(
+            xs,
+            [c["budget"] * x for x in xs],
+            linestyle="--",
+            color="grey",
+            label=f"budget ({c['budget']:.1%} of events seen)",
+        )
+        spend.set_xlabel("events")
+        spend.set_ylabel("labels (cumulative)")
+        spend.grid(alpha=0.3)
+        spend.legend(loc="upper left", fontsize="small")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def _error(message: str) -> int:
+    print(f"streamal evaluate: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    delay: LabelDelay = args.label_delay
+    if delay.seconds is not None and args.time_column is None:
+        return _error(f"--label-delay {delay.text} is stream time: it needs --time-column")
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        return _error("--plot needs matplotlib: pip install matplotlib (or 'streamal[demo]')")
+    for out in (args.json, args.plot):
+        if out is not None:
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                return _error(f"cannot write {out}: {exc}")
+    if args.time_column is not None:
+        settings = settings.model_copy(update={"time_field": args.time_column})
+    window = args.window or settings.budget_window
+    console = Console()
+    try:
+        source = open_source(
+            args.data,
+            target=args.target,
+            positive=args.positive,
+            drop=args.drop,
+            time_column=args.time_column,
+            limit=args.limit,
+            seed=settings.seed,
+            fraud_rate=args.fraud_rate,
+        )
+    except SourceError as exc:
+        return _error(str(exc))
+    try:
+        learner = make_learner(source, settings)
+    except (ValueError, TypeError) as exc:  # e.g. a measure that does not fit the model
+        return _error(str(exc))
+    try:
+        if console.is_terminal:
+            with console.status("evaluating…") as status:
+                report = evaluate(source, settings, delay, window, status, learner)
+        else:
+            report = evaluate(source, settings, delay, window, learner=learner)
+    except SourceError as exc:
+        return _error(str(exc))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted")
+        return 130
+    doc = report_document(report, source, settings, delay, window)
+    console.print(summary_table(doc))
+    try:
+        if args.json is not None:
+            args.json.write_text(json.dumps(doc, indent=2) + "\n")
+            console.print(f"results: [bold]{args.json}[/]")
+        if args.plot is not None:
+            plot_document(args.plot, doc)
+            console.print(f"plot: [bold]{args.plot}[/]")
+    except OSError as exc:
+        return _error(f"cannot write the output: {exc}")
+    return 0

@@ -1,0 +1,213 @@
+"""Bad input on the real broker: dead-lettered with its reason, counted, and the service goes on.
+
+Bad transactions and bad labels are interleaved with good ones. Each bad one must appear on the
+dead-letter topic with the expected reason and its source offset, be counted in
+``streamal_dead_letters_total`` and the events/labels counters, and good messages around it must
+still be scored or learned. Duplicate labels and labels for unknown ids are counted under their
+own outcome and never learned (twice).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import (
+    TopicReader,
+    kafka_producer,
+    metric_sum,
+    running_service,
+    service_settings,
+    wait_until,
+)
+from kafka import KafkaProducer
+
+from streamal.service import Service
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+ONE_MB = 1_000_000
+#: (raw bytes, expected reason) for the transactions topic.
+BAD_TRANSACTIONS: list[tuple[bytes, str]] = [
+    (b"{not json", "not_json"),
+    (b"\xff\xfe\x00binary", "not_json"),
+    (b"[1, 2, 3]", "not_object"),
+    (b'"just a string"', "not_object"),
+    (b'{"amount": 12.5}', "missing_id"),
+    (b'{"event_id": 1.5, "amount": 12.5}', "bad_type"),
+    (b'{"event_id": "nested", "amount": {"value": 12.5}}', "bad_type"),
+    (b'{"event_id": "nan", "amount": NaN}', "bad_value"),
+    (json.dumps({"event_id": "huge", "pad": "x" * ONE_MB}).encode(), "oversize"),
+]
+
+
+def _label(event_id: str, label: Any = True, **extra: Any) -> bytes:
+    return json.dumps(
+        {"event_id": event_id, "label": label, "source": "reviewer", **extra}
+    ).encode()
+
+
+#: (raw bytes, expected reason) for the labels topic.
+BAD_LABELS: list[tuple[bytes, str]] = [
+    (b"label: yes", "not_json"),
+    (b"[true]", "not_object"),
+    (b'{"label": true, "source": "reviewer"}', "missing_id"),
+    (b'{"event_id": ["a"], "label": true}', "bad_type"),
+    (b'{"event_id": "x", "label": true, "source": 5}', "bad_type"),
+    (_label("x", "maybe"), "unknown_class"),
+    (_label("carried", True, event={"event_id": "carried", "amount": [1, 2]}), "bad_type"),
+    (_label("x", True, pad="y" * ONE_MB), "oversize"),
+]
+
+
+def _good(i: int) -> bytes:
+    return json.dumps({"event_id": f"good-{i}", "amount": 10.0 + i, "online": i % 2 == 0}).encode()
+
+
+@pytest.fixture
+def service(kafka_bootstrap: str, topics: Any) -> Iterator[Service]:
+    # A generous budget, so that some of the few good events are sent to review at once.
+    settings = service_settings(kafka_bootstrap, topics, budget=0.5)
+    with running_service(settings) as svc:
+        yield svc
+
+
+@pytest.fixture
+def producer(kafka_bootstrap: str) -> Iterator[KafkaProducer]:
+    """Allows the 1 MB messages: the broker takes them, the service must reject them."""
+    with kafka_producer(kafka_bootstrap, max_request_size=2 * 1024 * 1024) as p:
+        yield p
+
+
+def _send(producer: KafkaProducer, topic: str, value: bytes) -> int:
+    """Produce one record and return its offset (once the broker acknowledged it)."""
+    return int(producer.send(topic, value=value).get(timeout=20).offset)
+
+
+def test_bad_transactions_and_labels(
+    service: Service, producer: KafkaProducer, kafka_bootstrap: str, topics: Any
+) -> None:
+    registry = service.metrics.registry
+    model = service.learner.model
+
+    # ---- transactions: bad ones between good ones
+    expected: dict[tuple[str, int], str] = {}  # (source topic, offset) -> reason
+    good_ids = []
+    for i, (raw, reason) in enumerate(BAD_TRANSACTIONS):
+        _send(producer, topics.transactions, _good(i))
+        good_ids.append(f"good-{i}")
+        expected[(topics.transactions, _send(producer, topics.transactions, raw))] = reason
+    _send(producer, topics.transactions, _good(len(BAD_TRANSACTIONS)))
+    good_ids.append(f"good-{len(BAD_TRANSACTIONS)}")
+
+    with TopicReader(kafka_bootstrap, topics.scores) as reader:
+        scores = reader.read_json(lambda seen: len(seen) >= len(good_ids), timeout=30)
+    assert sorted(s["event_id"] for s in scores) == sorted(good_ids)
+    wait_until(
+        lambda: (
+            metric_sum(registry, "streamal_events_total", outcome="invalid")
+            == len(BAD_TRANSACTIONS)
+        ),
+        timeout=10,
+        what="invalid transactions counted",
+    )
+    assert metric_sum(registry, "streamal_events_total", outcome="scored") == len(good_ids)
+    for reason in {r for _, r in BAD_TRANSACTIONS}:
+        count = sum(r == reason for _, r in BAD_TRANSACTIONS)
+        assert (
+            metric_sum(registry, "streamal_dead_letters_total", input="transactions", reason=reason)
+            == count
+        ), reason
+
+    # ---- labels: one good label to learn, then bad ones, duplicates and orphans
+    with TopicReader(kafka_bootstrap, topics.reviews) as reader:
+        reviews = reader.read_json(lambda seen: len(seen) >= 2, timeout=10)
+    first, second = reviews[0]["event_id"], reviews[1]["event_id"]
+
+    def learned() -> float:
+        return metric_sum(registry, "streamal_labels_total", outcome="learned")
+
+    _send(producer, topics.labels, _label(first))
+    wait_until(lambda: learned() == 1, timeout=10, what="the first label learned")
+    version, n_learned = model.version, model.n_learned
+    assert n_learned == 1
+
+    for raw, reason in BAD_LABELS:
+        expected[(topics.labels, _send(producer, topics.labels, raw))] = reason
+
+    # A duplicate label is counted as such and not learned again.
+    _send(producer, topics.labels, _label(first, False))
+    wait_until(
+        lambda: metric_sum(registry, "streamal_labels_total", outcome="duplicate") == 1,
+        timeout=10,
+        what="the duplicate counted",
+    )
+    assert (model.version, model.n_learned) == (version, n_learned)
+    assert learned() == 1
+
+    # A label for an id nobody asked about, without its event: an orphan, not learned.
+    _send(producer, topics.labels, _label("nobody-asked"))
+    wait_until(
+        lambda: metric_sum(registry, "streamal_labels_total", outcome="orphan") == 1,
+        timeout=10,
+        what="the orphan counted",
+    )
+    assert (model.version, model.n_learned) == (version, n_learned)
+
+    # A label carrying its event, never requested (a chargeback, say): learned once.
+    chargeback = {"event_id": "never-requested", "amount": 999.0, "online": True}
+    _send(producer, topics.labels, _label("never-requested", True, event=chargeback))
+    wait_until(lambda: learned() == 2, timeout=10, what="the unrequested label learned")
+    assert metric_sum(registry, "streamal_label_outcomes_total", lane="unrequested") == 1
+    _send(producer, topics.labels, _label("never-requested", True, event=chargeback))
+    wait_until(
+        lambda: metric_sum(registry, "streamal_labels_total", outcome="duplicate") == 2,
+        timeout=10,
+        what="the second duplicate counted",
+    )
+    assert model.n_learned == n_learned + 1
+
+    # Both loops keep going: another requested label is learned, another event scored.
+    _send(producer, topics.labels, _label(second, False))
+    _send(producer, topics.transactions, _good(99))
+    wait_until(lambda: learned() == 3, timeout=10, what="a label after the bad ones")
+    wait_until(
+        lambda: (
+            metric_sum(registry, "streamal_events_total", outcome="scored") == len(good_ids) + 1
+        ),
+        timeout=10,
+        what="an event after the bad ones",
+    )
+    assert model.n_learned == 3
+    assert metric_sum(registry, "streamal_model_updates_total") == 3
+
+    # Every bad message is on the dead-letter topic with its reason and source offset.
+    with TopicReader(kafka_bootstrap, topics.dead_letter) as reader:
+        letters = reader.read_json(lambda seen: len(seen) >= len(expected), timeout=10)
+        assert not reader.poll(timeout_ms=300), "more dead letters than bad messages"
+    found = {(d["source_topic"], d["source_offset"]): d for d in letters}
+    assert {k: d["reason"] for k, d in found.items()} == expected
+    for letter in letters:
+        assert letter["source_partition"] == 0
+        assert letter["error"] and letter["at"]
+        assert ("raw_text" in letter) != ("raw_hex" in letter)
+    oversize = [d for d in letters if d["reason"] == "oversize"]
+    assert len(oversize) == 2
+    assert all(d["truncated"] and d["size_bytes"] > ONE_MB for d in oversize)
+    by_offset = {k[1]: d for k, d in found.items() if k[0] == topics.transactions}
+    not_utf8 = next(d for d in by_offset.values() if "raw_hex" in d)
+    assert bytes.fromhex(not_utf8["raw_hex"]) == b"\xff\xfe\x00binary"
+
+    # Counted: dead letters by input and reason, invalid events and labels.
+    for reason in {r for _, r in BAD_LABELS}:
+        count = sum(r == reason for _, r in BAD_LABELS)
+        assert (
+            metric_sum(registry, "streamal_dead_letters_total", input="labels", reason=reason)
+            == count
+        ), reason
+    assert metric_sum(registry, "streamal_labels_total", outcome="invalid") == len(BAD_LABELS)
+    assert metric_sum(registry, "streamal_events_total", outcome="invalid") == len(BAD_TRANSACTIONS)
+    assert metric_sum(registry, "streamal_dead_letters_total") == len(expected)
+    assert service.alive()

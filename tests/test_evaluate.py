@@ -1,0 +1,345 @@
+"""``streamal evaluate``: the JSON it writes, the options that shape the run, its usage errors."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamal import cli
+from streamal.core.synthetic import drifting_transactions
+
+N = 3000
+FRAUD_RATE = 0.1
+TOP_KEYS = {
+    "config",
+    "events",
+    "labels_requested",
+    "labels_learned",
+    "spend_ratio",
+    "max_window_spend_ratio",
+    "spend_window",
+    "by_reason",
+    "accuracy",
+    "kappa",
+    "precision",
+    "recall",
+    "f1",
+    "average_precision",
+    "labeled_accuracy",
+    "unbiased_accuracy",
+    "us_per_event",
+    "windows",
+    "positives",
+}
+CONFIG_KEYS = {
+    "data",
+    "target",
+    "positive",
+    "time_column",
+    "drop",
+    "limit",
+    "strategy",
+    "measure",
+    "model",
+    "budget",
+    "budget_window",
+    "random_share",
+    "exploit_share",
+    "labels_per_hour",
+    "label_delay",
+    "label_delay_events",
+    "label_delay_seconds",
+    "window",
+    "seed",
+    "streamal_version",
+}
+WINDOW_KEYS = {
+    "start",
+    "events",
+    "accuracy",
+    "recall",
+    "precision",
+    "requested",
+    "positives",
+    "cumulative_requested",
+}
+
+
+def transactions(hourly: bool = False) -> Iterator[dict[str, Any]]:
+    """The synthetic stream as file rows: ``fraud`` 0/1, a ``leak`` equal to it, and the channel
+    as 0/1 (as the generator's bool reaches the model); ``hourly`` spaces events an hour apart."""
+    for i, (event, fraud) in enumerate(drifting_transactions(N, fraud_rate=FRAUD_RATE, seed=42)):
+        row = {**event, "online": int(event["online"]), "fraud": int(fraud), "leak": int(fraud)}
+        if hourly:
+            row["timestamp"] = 1_700_000_000 + 3600 * i
+        yield row
+
+
+def write_csv(path: Path, rows: Iterator[dict[str, Any]]) -> Path:
+    opener: Any = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "wt", newline="") as f:
+        writer: Any = None
+        for row in rows:
+            if writer is None:
+                writer = csv.DictWriter(f, fieldnames=list(row))
+                writer.writeheader()
+            writer.writerow(row)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("evaluate") / "tx.csv", transactions())
+
+
+def evaluate(
+    tmp_path: Path, *args: str, capsys: pytest.CaptureFixture[str] | None = None
+) -> dict[str, Any]:
+    out = tmp_path / "out.json"
+    assert cli.main(["evaluate", *args, "--json", str(out)]) == 0
+    if capsys is not None:
+        capsys.readouterr()
+
+    def no_nan(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    result: dict[str, Any] = json.loads(out.read_text(), parse_constant=no_nan)
+    return result
+
+
+def figures(doc: dict[str, Any]) -> dict[str, Any]:
+    """What depends on the stream and the learner only (not on file names or timing)."""
+    return {k: v for k, v in doc.items() if k not in ("config", "us_per_event")}
+
+
+def fails(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert cli.main(["evaluate", *args]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return captured.err
+
+
+def test_json_has_every_field_and_adds_up(
+    tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = evaluate(
+        tmp_path,
+        "--data",
+        str(data),
+        "--target",
+        "fraud",
+        "--drop",
+        "leak",
+        "--budget",
+        "0.05",
+        "--seed",
+        "7",
+        "--window",
+        "500",
+    )
+    summary = capsys.readouterr().out
+    for row in ("labels spent", "accuracy", "Cohen's kappa", "F1", "unbiased accuracy", "µs"):
+        assert row in summary
+    assert set(doc) == TOP_KEYS
+    assert set(doc["config"]) == CONFIG_KEYS
+    assert doc["config"] | {"streamal_version": None} == {
+        "data": str(data),
+        "target": "fraud",
+        "positive": "1",
+        "time_column": None,
+        "drop": ["leak"],
+        "limit": None,
+        "strategy": "variable",
+        "measure": "entropy",
+        "model": "logreg",
+        "budget": 0.05,
+        "budget_window": 1000,
+        "random_share": None,
+        "exploit_share": None,
+        "labels_per_hour": None,
+        "label_delay": "0",
+        "label_delay_events": 0,
+        "label_delay_seconds": None,
+        "window": 500,
+        "seed": 7,
+        "streamal_version": None,
+    }
+    assert doc["events"] == N
+    assert 0.8 * 0.05 <= doc["spend_ratio"] <= 0.05
+    assert doc["labels_requested"] == doc["labels_learned"] == sum(doc["by_reason"].values())
+    assert doc["max_window_spend_ratio"] >= doc["spend_ratio"]
+    windows = doc["windows"]
+    assert len(windows) == N // 500
+    assert all(set(w) == WINDOW_KEYS for w in windows)
+    assert sum(w["events"] for w in windows) == N
+    assert [w["start"] for w in windows] == list(range(0, N, 500))
+    assert sum(w["requested"] for w in windows) == doc["labels_requested"]
+    assert windows[-1]["cumulative_requested"] == doc["labels_requested"]
+    assert sum(w["positives"] for w in windows) == doc["positives"]
+    assert 0.05 * N < doc["positives"] < 0.15 * N
+    low, high = doc["unbiased_accuracy"]["ci95"]
+    assert 0.0 <= low <= doc["unbiased_accuracy"]["estimate"] <= high <= 1.0
+    for key in ("accuracy", "kappa", "precision", "recall", "f1", "average_precision"):
+        assert isinstance(doc[key], float), key
+    assert doc["us_per_event"] > 0
+
+
+def test_csv_gz_parquet_and_the_generator_agree(
+    tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    gz = write_csv(tmp_path / "tx.csv.gz", transactions())
+    rows = list(transactions())
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "tx.parquet")
+    common = ["--target", "fraud", "--drop", "leak", "--budget", "0.05"]
+    plain = figures(evaluate(tmp_path, "--data", str(data), *common, capsys=capsys))
+    assert figures(evaluate(tmp_path, "--data", str(gz), *common, capsys=capsys)) == plain
+    parquet = tmp_path / "tx.parquet"
+    assert figures(evaluate(tmp_path, "--data", str(parquet), *common, capsys=capsys)) == plain
+    generated = evaluate(
+        tmp_path,
+        *("--data", "synthetic:transactions", "--limit", str(N)),
+        *("--fraud-rate", str(FRAUD_RATE), "--budget", "0.05"),
+        capsys=capsys,
+    )
+    assert figures(generated) == plain  # a file replays exactly what the service would see
+
+
+def test_a_leaky_column_is_dropped(
+    tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--data", str(data), "--target", "fraud", "--budget", "0.5"]
+    leaky = evaluate(tmp_path, *common, capsys=capsys)
+    honest = evaluate(tmp_path, *common, "--drop", "leak", capsys=capsys)
+    assert leaky["accuracy"] > 0.98 and leaky["windows"][-1]["accuracy"] == 1.0
+    assert honest["accuracy"] < leaky["accuracy"] - 0.03
+    assert honest["f1"] < leaky["f1"] - 0.15
+
+
+def test_label_delay_in_events_and_in_stream_time(
+    tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--data", str(data), "--target", "fraud", "--drop", "leak", "--budget", "0.05"]
+    prompt = evaluate(tmp_path, *common, capsys=capsys)
+    assert prompt["recall"] > 0.2
+    # Labels later than the stream is long: nothing is learned until the end.
+    late = evaluate(tmp_path, *common, "--label-delay", str(10 * N), capsys=capsys)
+    assert late["config"]["label_delay_events"] == 10 * N
+    assert late["recall"] == 0.0
+    assert late["labels_learned"] == late["labels_requested"]  # delivered after the last event
+    # The stream spans about a minute of stream time (50 events/s): a day is never.
+    timed = ["--time-column", "timestamp"]
+    day = evaluate(tmp_path, *common, *timed, "--label-delay", "1d", capsys=capsys)
+    assert day["config"]["label_delay_seconds"] == 86400.0
+    assert day["config"]["label_delay_events"] is None
+    assert figures(day) == figures(late)
+    # No delay in stream time is the next event, as with no delay in events.
+    now = evaluate(tmp_path, *common, *timed, "--label-delay", "0s", capsys=capsys)
+    assert figures(now) == figures(prompt)
+    seconds = evaluate(tmp_path, *common, *timed, "--label-delay", "5s", capsys=capsys)
+    assert figures(seconds) != figures(prompt)
+
+
+def test_reviewer_capacity_runs_on_stream_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hourly = write_csv(tmp_path / "hourly.csv", transactions(hourly=True))
+    common = ["--data", str(hourly), "--target", "fraud", "--drop", "leak", "--budget", "0.05"]
+    # Two labels an hour over 3,000 hours of stream time: the budget binds, not the capacity.
+    on_stream = evaluate(
+        tmp_path, *common, "--labels-per-hour", "2", "--time-column", "timestamp", capsys=capsys
+    )
+    assert on_stream["labels_requested"] > 0.8 * 0.05 * N
+    # Without event times the wall clock counts: the run takes seconds, so a bucket of one.
+    on_wall = evaluate(tmp_path, *common, "--labels-per-hour", "2", capsys=capsys)
+    assert on_wall["labels_requested"] <= 2
+
+
+def test_river_phishing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = evaluate(tmp_path, "--data", "river:Phishing", "--budget", "0.1", capsys=capsys)
+    assert doc["events"] == 1250
+    assert doc["config"]["positive"] == "true" and doc["config"]["target"] is None
+    assert doc["spend_ratio"] <= 0.1
+    assert doc["accuracy"] > 0.6
+
+
+def test_river_generator_with_a_strategy_and_a_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = evaluate(
+        tmp_path,
+        "--data",
+        "river:SEA-drift",
+        "--limit",
+        "2000",
+        "--budget",
+        "0.1",
+        "--strategy",
+        "fraud",
+        "--model",
+        "gnb",
+        capsys=capsys,
+    )
+    assert doc["events"] == 2000
+    assert (doc["config"]["strategy"], doc["config"]["model"]) == ("fraud", "gnb")
+    assert set(doc["by_reason"]) <= {"random", "exploit", "uncertainty"}
+    assert doc["by_reason"].get("exploit", 0) > 0
+
+
+def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "plots" / "curve.png"
+    args = ["evaluate", "--data", "river:SEA", "--limit", "2000", "--plot", str(png)]
+    assert cli.main(args) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert "curve.png" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "nope"], "no target column 'nope'"),
+        ([], "--target COLUMN is required"),
+        (["--target", "category"], "cannot tell the positive class of 'category'.*--positive"),
+        (["--target", "fraud", "--positive", "yes"], "--positive 'yes' never occurs"),
+        (["--target", "fraud", "--label-delay", "7d"], "needs --time-column"),
+        (["--target", "fraud", "--time-column", "when"], "--time-column: no column 'when'"),
+        (["--target", "fraud", "--drop", "nope"], "--drop: no column 'nope'"),
+        (["--target", "fraud", "--measure", "vote_entropy"], "committee|ensemble|vote"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(
+    data: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = fails(["--data", str(data), *args], capsys)
+    assert err.startswith("streamal evaluate: error: ")
+
+    assert re.search(message, err), err
+
+
+def test_unreadable_data_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "cannot read" in fails(["--data", str(tmp_path / "none.csv"), "--target", "y"], capsys)
+    assert "unsupported data" in fails(["--data", str(tmp_path / "x.txt")], capsys)
+    assert "unknown River dataset" in fails(["--data", "river:Nope"], capsys)
+    broken = tmp_path / "broken.csv"
+    broken.write_text("a,y\n1,1\n2,0\n1,2,3\n")
+    assert "line 4: 3 fields" in fails(["--data", str(broken), "--target", "y"], capsys)
+    long_text = tmp_path / "long.csv"
+    long_text.write_text("a,y\n" + "x" * 300 + ",1\n")
+    err = fails(["--data", str(long_text), "--target", "y"], capsys)
+    assert "event 1: string feature 'a' too long (--drop the column?)" in err
+
+
+def test_a_bad_label_delay_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--data", "river:SEA", "--label-delay", "7 weeks"])
+    assert exit_info.value.code == 2
+    assert "neither a number of events" in capsys.readouterr().err
