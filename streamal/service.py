@@ -22,7 +22,6 @@ Bad input never stops a loop: it is dead-lettered with its reason and counted.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import threading
 import time
@@ -44,6 +43,9 @@ from streamal.core.messages import (
     TransactionSchema,
     decode_label,
     decode_transaction,
+    encode,
+    review_message,
+    score_message,
     to_iso,
 )
 from streamal.core.model import OnlineModel, make_model
@@ -56,6 +58,8 @@ log = logging.getLogger("streamal")
 
 #: A loop that has not come back from poll for this long is reported dead by /livez.
 STALL_SECONDS = 30.0
+#: One event in this many has its processing time observed.
+LATENCY_SAMPLE = 8
 GATE_LANES = ("uncertainty", "random", "exploit")
 
 
@@ -200,7 +204,7 @@ class Service:
         }
         if label.event is not None:
             message["event"] = label.event
-        payload = json.dumps(message).encode()
+        payload = encode(message)
         if len(payload) > self.settings.max_message_bytes:
             raise InvalidMessage("oversize", "label with its event exceeds the message size limit")
         meta = self.producer.send(
@@ -331,7 +335,10 @@ class Service:
         perf = time.perf_counter
         for records in batch.values():
             for record in records:
-                started = perf()
+                # Latency is sampled, one event in LATENCY_SAMPLE: the histogram's quantiles are
+                # the same and the clock and observe calls stay off most of the hot path.
+                timed = not scored_count % LATENCY_SAMPLE
+                started = perf() if timed else 0.0
                 try:
                     txn = decode_transaction(record.value, schema, max_bytes)
                     scored = learner.score(txn)
@@ -360,49 +367,28 @@ class Service:
                 proba = scored.proba
                 probabilities = {name: proba[c] for c, name in names}
                 if emit_scores:
-                    futures.append(
-                        send(
-                            topic_scores,
-                            key=key,
-                            value=json.dumps(
-                                {
-                                    "schema_version": SCHEMA_VERSION,
-                                    "event_id": txn.event_id,
-                                    "probabilities": probabilities,
-                                    "score": scored.risk,
-                                    "label_requested": decision.ask,
-                                    "model_version": scored.model_version,
-                                }
-                            ).encode(),
-                        )
+                    value = score_message(
+                        txn.event_id, probabilities, scored.risk, decision.ask, scored.model_version
                     )
+                    futures.append(send(topic_scores, key=key, value=value))
                 if decision.ask:
                     reason = decision.reason
                     assert reason is not None
-                    futures.append(
-                        send(
-                            topic_reviews,
-                            key=key,
-                            value=json.dumps(
-                                {
-                                    "schema_version": SCHEMA_VERSION,
-                                    "event_id": txn.event_id,
-                                    "event": txn.event,
-                                    "features": txn.features,
-                                    "probabilities": probabilities,
-                                    "predicted": ClassSet.name(scored.predicted),
-                                    "reason": reason,
-                                    "query_probability": decision.probability,
-                                    "uncertainty": decision.uncertainty,
-                                    "model_version": scored.model_version,
-                                    "requested_at": to_iso(time.time()),
-                                }
-                            ).encode(),
-                        )
+                    value = review_message(
+                        txn,
+                        probabilities,
+                        scored.predicted,
+                        reason,
+                        decision.probability,
+                        decision.uncertainty,
+                        scored.model_version,
+                        time.time(),
                     )
+                    futures.append(send(topic_reviews, key=key, value=value))
                     m.requests[reason].inc()
                 scored_count += 1
-                observe(perf() - started)
+                if timed:
+                    observe(perf() - started)
         producer.flush()
         if any(f.failed() for f in futures):
             # Not acknowledged: do not commit; process the batch again from its first record.

@@ -8,7 +8,6 @@ because a score or review request that is acknowledged must not be lost.
 from __future__ import annotations
 
 import codecs
-import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -18,7 +17,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from streamal.config import Settings
-from streamal.core.messages import SCHEMA_VERSION, to_iso
+from streamal.core.messages import SCHEMA_VERSION, encode, to_iso
 
 __all__ = ["dead_letter_record", "ensure_topics", "make_consumer", "make_producer"]
 
@@ -115,4 +114,4 @@ def dead_letter_record(
         body["raw_text"] = decoder.decode(clipped, final=len(raw) <= max_raw_bytes)
     except UnicodeDecodeError:
         body["raw_hex"] = clipped.hex()
-    return json.dumps(body).encode()
+    return encode(body)

@@ -120,6 +120,8 @@ class FractionBudget(Budget):
         Bucket size in tokens, instead of ``burst_share``.
     initial
         Tokens at the start (0: never ahead of the budget).
+    track_spend
+        Keep the window's history for :attr:`spend_ratio` (off for the gate's inner buckets).
 
     Examples
     --------
@@ -140,6 +142,7 @@ class FractionBudget(Budget):
         burst_share: float = 0.2,
         burst: float | None = None,
         initial: float = 0.0,
+        track_spend: bool = True,
     ) -> None:
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"budget fraction must be in (0, 1], got {fraction}")
@@ -149,12 +152,13 @@ class FractionBudget(Budget):
         self.window = window
         self.burst_share = burst_share
         self._burst = burst
+        self.burst = self._size()
         self._tokens = initial
+        self._track = track_spend
         self._history: deque[bool] = deque(maxlen=window)
         self._asked = 0
 
-    @property
-    def burst(self) -> float:
+    def _size(self) -> float:
         if self._burst is not None:
             return max(1.0, self._burst)
         return max(1.0, self.burst_share * self.fraction * self.window)
@@ -169,17 +173,25 @@ class FractionBudget(Budget):
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"budget fraction must be in (0, 1], got {fraction}")
         self.fraction = fraction
+        self.burst = self._size()
         self._tokens = min(self._tokens, self.burst)
 
     def allows(self) -> bool:
         # The current event's share arrives before its decision.
-        return min(self.burst, self._tokens + self.fraction) >= 1.0 - 1e-9
+        tokens = self._tokens + self.fraction
+        return (tokens if tokens < self.burst else self.burst) >= 1.0 - 1e-9
 
     def record(self, asked: bool) -> None:
-        self._tokens = min(self.burst, self._tokens + self.fraction) - (1.0 if asked else 0.0)
-        if len(self._history) == self.window and self._history[0]:
+        tokens = self._tokens + self.fraction
+        if tokens > self.burst:
+            tokens = self.burst
+        self._tokens = tokens - 1.0 if asked else tokens
+        if not self._track:
+            return
+        history = self._history
+        if len(history) == self.window and history[0]:
             self._asked -= 1
-        self._history.append(asked)
+        history.append(asked)
         self._asked += asked
 
     @property

@@ -184,6 +184,7 @@ class Gate:
                     window,
                     burst=2 * self._burst,
                     initial=self._burst,
+                    track_spend=False,
                 )
             )
             self.lanes.append(Lane(name, share, lane_strategy, lane_scorer, lane_budget))
@@ -200,7 +201,7 @@ class Gate:
 
     def _selective_bucket(self, fraction: float) -> FractionBudget:
         rate = max(1e-9, fraction * (1.0 - self.random_share))
-        return FractionBudget(min(1.0, rate), self._window, burst=self._burst)
+        return FractionBudget(min(1.0, rate), self._window, burst=self._burst, track_spend=False)
 
     def _bind_rates(self) -> None:
         for lane in self.lanes:
@@ -270,6 +271,7 @@ class Gate:
                     self._window,
                     burst=2 * self._burst,
                     initial=self._burst,
+                    track_spend=False,
                 )
         self._bind_rates()
 

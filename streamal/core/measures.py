@@ -68,9 +68,16 @@ def entropy(proba: Proba, n_classes: int = 2) -> float:
     """
     if not proba:
         return 1.0
+    if len(proba) == 2 and n_classes <= 2:  # the common case, without the generator
+        p, q = proba.values()
+        h = (-p * math.log(p) if p > 0.0 else 0.0) - (q * math.log(q) if q > 0.0 else 0.0)
+        return min(1.0, max(0.0, round(h / _LOG2, 12)))
     k = max(n_classes, len(proba))
     h = -sum(p * math.log(p) for p in proba.values() if p > 0.0)
     return round(min(1.0, max(0.0, h / math.log(k))), 12)
+
+
+_LOG2 = math.log(2.0)
 
 
 MEASURES: dict[str, Callable[..., float]] = {

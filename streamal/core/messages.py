@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 __all__ = [
     "SCHEMA_VERSION",
     "ClassSet",
@@ -59,6 +61,10 @@ def _reject_constant(name: str) -> float:
 def _loads(raw: bytes | str, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
         raise InvalidMessage("oversize", f"message of {len(raw)} bytes exceeds {max_bytes}")
+    try:
+        return orjson.loads(raw)  # strict and about four times faster than json
+    except orjson.JSONDecodeError:
+        pass  # bad input: let the standard parser say exactly what is wrong with it
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except InvalidMessage:
@@ -153,10 +159,11 @@ class TransactionSchema:
     features: frozenset[str] | None = None
     exclude: frozenset[str] = frozenset()
     max_features: int = 1000
+    skipped: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def skipped(self) -> frozenset[str]:
-        return frozenset({self.id_field, self.time_field, "schema_version"}) | self.exclude
+    def __post_init__(self) -> None:
+        fixed = frozenset({self.id_field, self.time_field, "schema_version"})
+        object.__setattr__(self, "skipped", fixed | self.exclude)
 
 
 @dataclass(slots=True)
@@ -182,7 +189,12 @@ def extract_features(event: Mapping[str, Any], schema: TransactionSchema) -> dic
     for key, value in event.items():
         if key in skipped or (wanted is not None and key not in wanted) or value is None:
             continue
-        if value is True or value is False:
+        kind = type(value)
+        if kind is float and value - value == 0.0:  # finite: the common case first
+            out[key] = value
+        elif kind is str and len(value) <= 256:
+            out[f"{key}={value}"] = 1.0
+        elif value is True or value is False:
             out[key] = 1.0 if value else 0.0
         elif isinstance(value, int | float):
             try:
@@ -197,8 +209,8 @@ def extract_features(event: Mapping[str, Any], schema: TransactionSchema) -> dic
                 raise InvalidMessage("bad_value", f"string feature {key[:64]!r} too long")
             out[f"{key}={value}"] = 1.0
         else:
-            kind = type(value).__name__
-            raise InvalidMessage("bad_type", f"feature {key[:64]!r} is a {kind}, not flat")
+            name = type(value).__name__
+            raise InvalidMessage("bad_type", f"feature {key[:64]!r} is a {name}, not flat")
     if len(out) > schema.max_features:
         raise InvalidMessage("too_many_features", f"{len(out)} features > {schema.max_features}")
     return out
@@ -318,3 +330,64 @@ def decode_label(
     if event is not None and not isinstance(event, dict):
         raise InvalidMessage("bad_type", "event, when given, must be a JSON object")
     return Label(event_id, label, source, labelled_at, event)
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    """JSON bytes of an outgoing message (orjson; the standard library for what orjson refuses,
+    such as integers beyond 64 bits in an excluded field of the original event).
+
+    >>> encode({"event_id": "e1", "score": 0.25})
+    b'{"event_id":"e1","score":0.25}'
+    """
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, default=str).encode()
+
+
+def score_message(
+    event_id: str,
+    probabilities: Mapping[str, float],
+    score: float,
+    requested: bool,
+    model_version: int,
+) -> bytes:
+    """The message on the scores topic: what a downstream blocker reads for every event."""
+    return encode(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": event_id,
+            "probabilities": probabilities,
+            "score": score,
+            "label_requested": requested,
+            "model_version": model_version,
+        }
+    )
+
+
+def review_message(
+    txn: Transaction,
+    probabilities: Mapping[str, float],
+    predicted: Hashable,
+    reason: str,
+    query_probability: float,
+    uncertainty: float,
+    model_version: int,
+    requested_at: float,
+) -> bytes:
+    """The message on the reviews topic: everything a reviewer (and a replica) needs."""
+    return encode(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": txn.event_id,
+            "event": txn.event,
+            "features": txn.features,
+            "probabilities": probabilities,
+            "predicted": ClassSet.name(predicted),
+            "reason": reason,
+            "query_probability": query_probability,
+            "uncertainty": uncertainty,
+            "model_version": model_version,
+            "requested_at": to_iso(requested_at),
+        }
+    )
