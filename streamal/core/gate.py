@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 from streamal.core.budget import Budget, FractionBudget
 from streamal.core.capacity import Constraint
-from streamal.core.measures import MEASURES, Proba
+from streamal.core.measures import Proba
+from streamal.core.scorers import MeasureScorer, RiskScorer
 from streamal.core.strategies import (
     QuantileThreshold,
     RandomSampling,
@@ -73,13 +74,6 @@ class Lane:
     strategy: Strategy
     scorer: Scorer
     budget: FractionBudget | None
-
-
-def _measure_scorer(name: str, n_classes: int) -> Scorer:
-    if name not in MEASURES:
-        raise ValueError(f"unknown measure {name!r}; choose one of {sorted(MEASURES)}")
-    measure = MEASURES[name]
-    return lambda proba, x: measure(proba, n_classes)
 
 
 class Gate:
@@ -145,7 +139,7 @@ class Gate:
             raise ValueError("random_share + exploit_share must not exceed 1")
         self.budget = budget if budget is not None else FractionBudget()
         self.measure_name = measure if scorer is None else getattr(scorer, "name", "custom")
-        uncertainty_scorer = scorer or _measure_scorer(measure, n_classes)
+        uncertainty_scorer = scorer or MeasureScorer(measure, n_classes)
         self.random_share = random_share
         self.exploit_share = exploit_share
         self.positive = positive
@@ -159,12 +153,9 @@ class Gate:
         rest = max(0.0, 1.0 - random_share - exploit_share)
         self._selective = self._selective_bucket(self.budget.fraction)
 
-        def risk(proba: Proba, x: Mapping[str, float] | None) -> float:
-            return proba.get(positive, 0.0)
-
         specs: list[tuple[str, float, Strategy, Scorer]] = [
             ("random", random_share, RandomSampling(), uncertainty_scorer),
-            ("exploit", exploit_share, QuantileThreshold(window), risk),
+            ("exploit", exploit_share, QuantileThreshold(window), RiskScorer(positive)),
             (
                 "uncertainty",
                 rest,

@@ -24,16 +24,14 @@ change, logistic regression only).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from streamal.core.budget import FractionBudget
 from streamal.core.capacity import BacklogCap, Constraint, TokenBucket
-from streamal.core.committee import committee_probas, kl_to_consensus, vote_entropy
-from streamal.core.density import DiagonalGaussianDensity, density_weighted
 from streamal.core.gate import Gate, Scorer
-from streamal.core.measures import MEASURES, Proba, entropy
-from streamal.core.model_change import check_linear, expected_gradient_length
+from streamal.core.measures import MEASURES
+from streamal.core.scorers import CommitteeScorer, DensityScorer, GradientScorer, MeasureScorer
 from streamal.core.strategies import (
     FixedThreshold,
     QuantileThreshold,
@@ -55,38 +53,14 @@ def make_scorer(measure: str, model: Any, n_classes: int, positive: Hashable) ->
     the first event.
     """
     if measure in MEASURES:
-        plain = MEASURES[measure]
-
-        def scorer(proba: Proba, x: Mapping[str, float] | None) -> float:
-            return plain(proba, n_classes)
-
-    elif measure in ("vote_entropy", "kl_divergence"):
-        committee_probas(model, {})  # raises TypeError for a model that is no committee
-        disagreement = vote_entropy if measure == "vote_entropy" else kl_to_consensus
-
-        def scorer(proba: Proba, x: Mapping[str, float] | None) -> float:
-            return disagreement(committee_probas(model, dict(x or {})), n_classes)
-
-    elif measure == "density":
-        density = DiagonalGaussianDensity()
-
-        def scorer(proba: Proba, x: Mapping[str, float] | None) -> float:
-            if not x:
-                return entropy(proba, n_classes)
-            weight = density.density(x)
-            density.learn_one(x)
-            return density_weighted(entropy(proba, n_classes), weight)
-
-    elif measure == "gradient":
-        check_linear(model)
-
-        def scorer(proba: Proba, x: Mapping[str, float] | None) -> float:
-            return expected_gradient_length(model, x or {}, proba.get(positive, 0.0))
-
-    else:
-        raise ValueError(f"unknown measure {measure!r}; choose one of {list(MEASURE_NAMES)}")
-    scorer.name = measure  # type: ignore[attr-defined]
-    return scorer
+        return MeasureScorer(measure, n_classes)
+    if measure in ("vote_entropy", "kl_divergence"):
+        return CommitteeScorer(model, measure, n_classes)
+    if measure == "density":
+        return DensityScorer(n_classes)
+    if measure == "gradient":
+        return GradientScorer(model, positive)
+    raise ValueError(f"unknown measure {measure!r}; choose one of {list(MEASURE_NAMES)}")
 
 
 def build_gate(
