@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -36,7 +36,7 @@ class Settings(BaseSettings):
         None, description="SASL mechanism, e.g. PLAIN, SCRAM-SHA-512."
     )
     sasl_username: str | None = Field(None, description="SASL user name.")
-    sasl_password: str | None = Field(None, description="SASL password.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password.")
     ssl_cafile: str | None = Field(None, description="CA bundle to verify the brokers.")
     consumer_group: str = Field("streamal", description="Consumer group for the transactions.")
     session_timeout_ms: int = Field(
@@ -120,7 +120,41 @@ class Settings(BaseSettings):
         7 * 24 * 3600.0, gt=0, description="Open review requests expire after this."
     )
 
+    # State
+    checkpoint_dir: str | None = Field(
+        None, description="Directory for checkpoints (a volume); unset: no checkpoints."
+    )
+    checkpoint_key: SecretStr | None = Field(
+        None, description="HMAC key that signs checkpoints (or checkpoint_key_file)."
+    )
+    checkpoint_key_file: str | None = Field(
+        None, description="File holding the checkpoint key (a mounted secret)."
+    )
+    checkpoint_interval_seconds: float = Field(
+        30.0, gt=0, description="Write a checkpoint at least this often."
+    )
+    checkpoint_every_labels: int = Field(
+        500, ge=1, description="Also write one after this many learned labels."
+    )
+    reset_state: bool = Field(
+        False, description="Start fresh: ignore an existing (or unreadable) checkpoint."
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0, gt=0, description="On SIGTERM, finish, flush, commit and checkpoint within this."
+    )
+    label_wait_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="How long a label for an unknown id waits for its review request to be read.",
+    )
+
     # HTTP
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token required by mutating HTTP endpoints; unset: open."
+    )
+    max_request_bytes: int = Field(
+        1_048_576, ge=1024, description="Larger HTTP request bodies are refused (413)."
+    )
     http_host: str = Field("127.0.0.1", description="HTTP bind address.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
@@ -137,6 +171,15 @@ class Settings(BaseSettings):
             return parts
         return value
 
+    def checkpoint_secret(self) -> bytes | None:
+        """The checkpoint signing key, from the setting or the mounted file."""
+        if self.checkpoint_key is not None:
+            return self.checkpoint_key.get_secret_value().encode()
+        if self.checkpoint_key_file:
+            with open(self.checkpoint_key_file, "rb") as f:
+                return f.read().strip()
+        return None
+
     def kafka_client_config(self) -> dict[str, object]:
         """Connection settings shared by every Kafka client (security passes straight through)."""
         config: dict[str, object] = {
@@ -148,7 +191,8 @@ class Settings(BaseSettings):
                 config[key] = getattr(self, key)
         if self.sasl_username:
             config["sasl_plain_username"] = self.sasl_username
-            config["sasl_plain_password"] = self.sasl_password
+            password = self.sasl_password
+            config["sasl_plain_password"] = password.get_secret_value() if password else None
         return config
 
 

@@ -25,6 +25,7 @@ import gc
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
+from streamal.adapters import checkpoint
 from streamal.adapters.kafka import dead_letter_record, ensure_topics, make_consumer, make_producer
 from streamal.adapters.metrics import Metrics
 from streamal.config import Settings
@@ -40,8 +42,10 @@ from streamal.core.messages import (
     SCHEMA_VERSION,
     ClassSet,
     InvalidMessage,
+    Label,
     TransactionSchema,
     decode_label,
+    decode_review,
     decode_transaction,
     encode,
     review_message,
@@ -117,11 +121,26 @@ class Service:
         self.heartbeat: dict[str, float] = {}
         self.broker_ok = False
         self.started_at = time.time()
+        # Positions in the reviews and labels topics up to which the learner is current.
+        self._positions: dict[str, dict[int, int]] = {}
+        self._wait_started: float | None = None
+        self._labels_since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._key = settings.checkpoint_secret()
+        self._store: checkpoint.CheckpointStore | None = None
+        if settings.checkpoint_dir:
+            if self._key is None:
+                raise checkpoint.CheckpointError(
+                    "checkpoints are signed: set STREAMAL_CHECKPOINT_KEY or "
+                    "STREAMAL_CHECKPOINT_KEY_FILE along with STREAMAL_CHECKPOINT_DIR"
+                )
+            self._store = checkpoint.DirectoryStore(settings.checkpoint_dir)
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Start both loops in daemon threads."""
+        """Restore the checkpoint (raising if it must be refused), then start both loops."""
+        self._restore()
         # Move what exists by now (imported modules, the model) out of the cyclic collector's
         # sight: a full collection over it stops every thread for ~70-170 ms, which alone broke
         # the 100 ms p99 of label apply. Collections then scan only what the loops allocate.
@@ -134,12 +153,16 @@ class Service:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """Stop consuming, finish the batch in flight, flush and close (within ``timeout``)."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop consuming, finish the batch in flight (produce, flush, commit), checkpoint and
+        close, within ``timeout`` (default: the shutdown grace period)."""
         self._stop.set()
-        deadline = time.monotonic() + timeout
+        grace = self.settings.shutdown_grace_seconds if timeout is None else timeout
+        deadline = time.monotonic() + grace
         for thread in self._threads:
             thread.join(max(0.1, deadline - time.monotonic()))
+        if self._threads and not any(t.is_alive() for t in self._threads):
+            self.checkpoint()  # the loops are done: nothing can change the state any more
         if self._producer is not None:
             self._producer.close(timeout=max(0.1, deadline - time.monotonic()))
             self._producer = None
@@ -213,48 +236,124 @@ class Service:
         return {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
 
     def _labels_loop(self) -> None:
+        """Read the whole reviews and labels topics, in order, from the checkpointed positions.
+
+        Review requests (from any replica) open pending items; labels are learned strictly in
+        the order of the labels topic, so every replica's model sees the same sequence. A label
+        whose request this replica has not read yet waits, for at most ``label_wait_seconds``,
+        while the reviews topic is behind; it is an orphan only after that.
+        """
         s = self.settings
         if s.create_topics:
             ensure_topics(s, self._topic_names(), s.topic_partitions)
-        consumer = make_consumer(s, group_id=None, fetch_max_wait_ms=20, max_poll_records=200)
+        consumer = make_consumer(s, group_id=None, fetch_max_wait_ms=20, max_poll_records=500)
         try:
-            partitions: set[int] | None = None
-            while not partitions and not self._stop.is_set():
-                partitions = consumer.partitions_for_topic(s.topic_labels)
-                if not partitions:
-                    self._stop.wait(0.2)
-            if self._stop.is_set() or not partitions:
+            assigned = self._assign_inputs(consumer)
+            if not assigned:
                 return
-            assigned = [TopicPartition(s.topic_labels, p) for p in sorted(partitions)]
-            consumer.assign(assigned)
-            if not self._labels_positioned.is_set():
-                # No checkpoint yet: labels written from now on are ours to learn.
-                consumer.seek_to_end(*assigned)
-                for tp in assigned:
-                    consumer.position(tp)
             self._labels_positioned.set()
             self.broker_ok = True
+            reviews = [tp for tp in assigned if tp.topic == s.topic_reviews]
+            waiting: deque[ConsumerRecord] = deque()
             next_housekeeping = 0.0
             while not self._stop.is_set():
                 batch = consumer.poll(timeout_ms=100)
                 self.heartbeat["labels"] = time.monotonic()
-                for records in batch.values():
-                    for record in records:
-                        self._apply_label(record)
-                if time.monotonic() >= next_housekeeping:
-                    next_housekeeping = time.monotonic() + 1.0
+                for tp, records in batch.items():
+                    if tp.topic == s.topic_reviews:
+                        for record in records:
+                            self._open_review(record)
+                    else:
+                        waiting.extend(records)
+                if waiting:
+                    self._learn_waiting(consumer, waiting, reviews)
+                now = time.monotonic()
+                if now >= next_housekeeping:
+                    next_housekeeping = now + 1.0
                     self._housekeeping()
         finally:
             consumer.close(autocommit=False)
 
-    def _apply_label(self, record: ConsumerRecord) -> None:
-        m = self.metrics
+    def _assign_inputs(self, consumer: Any) -> list[TopicPartition]:
+        """Assign every partition of reviews and labels; seek to the checkpointed positions."""
+        s = self.settings
+        assigned: list[TopicPartition] = []
+        for topic in (s.topic_reviews, s.topic_labels):
+            partitions: set[int] | None = None
+            while not partitions and not self._stop.is_set():
+                partitions = consumer.partitions_for_topic(topic)
+                if not partitions:
+                    self._stop.wait(0.2)
+            if not partitions:
+                return []
+            assigned += [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        for tp in assigned:
+            offset = self._positions.get(tp.topic, {}).get(tp.partition)
+            if offset is None:
+                consumer.seek_to_beginning(tp)  # no checkpoint: replay all, catch up
+            else:
+                consumer.seek(tp, offset)
+        return assigned
+
+    def _advance(self, record: ConsumerRecord) -> None:
+        self._positions.setdefault(record.topic, {})[record.partition] = record.offset + 1
+
+    def _open_review(self, record: ConsumerRecord) -> None:
         try:
-            label = decode_label(record.value, self.classes, self.settings.max_message_bytes)
-        except InvalidMessage as exc:
-            m.count_label("other", "invalid")
-            self._dead_letter(record, exc.reason, exc.detail, "labels")
-            return
+            item = decode_review(record.value, self.classes, 4 * self.settings.max_message_bytes)
+        except InvalidMessage as exc:  # not ours to dead-letter: log the place, not the data
+            log.warning(
+                "unreadable review request at %s/%s: %s",
+                record.partition,
+                record.offset,
+                exc.reason,
+            )
+        else:
+            self.learner.pending.add(item)
+        self._advance(record)
+
+    def _learn_waiting(
+        self, consumer: Any, waiting: deque[ConsumerRecord], reviews: list[TopicPartition]
+    ) -> None:
+        while waiting:
+            record = waiting[0]
+            try:
+                label = decode_label(record.value, self.classes, self.settings.max_message_bytes)
+            except InvalidMessage as exc:
+                self.metrics.count_label("other", "invalid")
+                self._dead_letter(record, exc.reason, exc.detail, "labels")
+            else:
+                if self._must_wait(consumer, label, reviews):
+                    return
+                self._apply_label(record, label)
+            self._wait_started = None
+            waiting.popleft()
+            self._advance(record)
+            self._labels_since_checkpoint += 1
+
+    def _must_wait(self, consumer: Any, label: Label, reviews: list[TopicPartition]) -> bool:
+        """Hold a label whose request may still be on its way through the reviews topic."""
+        pending = self.learner.pending
+        if (
+            label.event is not None
+            or label.event_id in pending
+            or pending.was_resolved(label.event_id)
+        ):
+            return False
+        behind = any(
+            consumer.highwater(tp) is None or consumer.position(tp) < consumer.highwater(tp)
+            for tp in reviews
+        )
+        if not behind:
+            return False
+        now = time.monotonic()
+        if self._wait_started is None:
+            self._wait_started = now
+        return now - self._wait_started < self.settings.label_wait_seconds
+
+    def _apply_label(self, record: ConsumerRecord, label: Label) -> None:
+        m = self.metrics
         try:
             result = self.learner.learn(label)
         except InvalidMessage as exc:  # a carried event that does not decode
@@ -274,6 +373,70 @@ class Service:
         m.backlog.set(len(self.learner.pending))
         self._update_accuracy()
 
+    # ------------------------------------------------------------------ state
+
+    def _restore(self) -> None:
+        """Load the checkpoint, if any; refuse one that does not verify (unless resetting)."""
+        store, key = self._store, self._key
+        if store is None or key is None:
+            return
+        blob = store.read()
+        if blob is None:
+            log.info("no checkpoint in %s: starting fresh", self.settings.checkpoint_dir)
+            return
+        if self.settings.reset_state:
+            log.warning(
+                "--reset-state: ignoring the checkpoint in %s", self.settings.checkpoint_dir
+            )
+            return
+        state = checkpoint.loads(blob, key)
+        learner = state.get("learner") if isinstance(state, dict) else None
+        if not isinstance(learner, ActiveLearner):
+            raise checkpoint.CheckpointError("checkpoint holds no learner")
+        wanted = (self.settings.model, self.classes.classes)
+        found = (learner.model.kind, learner.model.classes)
+        if found != wanted:
+            raise checkpoint.CheckpointError(
+                f"checkpoint is for model {found[0]} with classes {found[1]}, settings say "
+                f"{wanted[0]} with {wanted[1]}; start with --reset-state to discard it"
+            )
+        self.learner = learner
+        if learner.gate.budget.fraction != self.settings.budget:
+            log.info(
+                "budget from the settings (%s) replaces the checkpoint's (%s)",
+                self.settings.budget,
+                learner.gate.budget.fraction,
+            )
+            learner.gate.set_budget(self.settings.budget)
+        self._positions = {t: dict(p) for t, p in state.get("positions", {}).items()}
+        log.info(
+            "restored checkpoint: %d labels learned, positions %s",
+            learner.model.n_learned,
+            self._positions,
+        )
+
+    def checkpoint(self) -> bool:
+        """Write a checkpoint now (from the labels loop or after the loops stopped)."""
+        if self._store is None or self._key is None:
+            return False
+        with self.learner.model.lock:
+            state = {
+                "format": 1,
+                "created_at": time.time(),
+                "learner": self.learner,
+                "positions": {t: dict(p) for t, p in self._positions.items()},
+            }
+            blob = checkpoint.dumps(state, self._key)
+        try:
+            self._store.write(blob)
+        except OSError:
+            log.exception("checkpoint could not be written")
+            return False
+        self._labels_since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self.metrics.checkpoint_success.set(time.time())
+        return True
+
     def _update_accuracy(self) -> None:
         accuracy = self.learner.accuracy
         hits = sum(accuracy[lane].hits for lane in GATE_LANES if lane in accuracy)
@@ -289,6 +452,10 @@ class Service:
         if dropped:
             self.metrics.pending_expired.inc(dropped)
         self.metrics.backlog.set(len(pending))
+        s = self.settings
+        due = time.monotonic() - self._last_checkpoint >= s.checkpoint_interval_seconds
+        if due or self._labels_since_checkpoint >= s.checkpoint_every_labels:
+            self.checkpoint()
 
     # ------------------------------------------------------------------ events
 

@@ -80,7 +80,15 @@ class ActiveLearner:
         self.accuracy: dict[str, Proportion] = {}
 
     def score(self, txn: Transaction, keep_event: bool = True) -> Scored:
-        """Predict, let the gate decide, and open a review request if it asks."""
+        """Predict, let the gate decide, and open a review request if it asks.
+
+        The whole step holds the model's lock, as :meth:`learn` does, so that a checkpoint
+        taken under the same lock sees model, gate and pending store at one moment.
+        """
+        with self.model.lock:
+            return self._score(txn, keep_event)
+
+    def _score(self, txn: Transaction, keep_event: bool) -> Scored:
         model = self.model
         proba = model.predict_proba_one(txn.features)
         version = model.version
@@ -109,6 +117,10 @@ class ActiveLearner:
         A label is learned at most once: a second label for the same id is a ``duplicate``; a
         label for an id that is neither open nor carries its event is an ``orphan``.
         """
+        with self.model.lock:
+            return self._learn(label)
+
+    def _learn(self, label: Label) -> LabelResult:
         pending = self.pending
         if pending.was_resolved(label.event_id):
             return LabelResult("duplicate", actual=label.label)

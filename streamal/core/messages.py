@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from streamal.core.pending import PendingItem
+
 __all__ = [
     "SCHEMA_VERSION",
     "ClassSet",
@@ -24,8 +26,12 @@ __all__ = [
     "Transaction",
     "TransactionSchema",
     "decode_label",
+    "decode_review",
     "decode_transaction",
+    "encode",
     "parse_time",
+    "review_message",
+    "score_message",
     "to_iso",
 ]
 
@@ -282,6 +288,14 @@ class ClassSet:
         shown = repr(value)[:40]
         raise InvalidMessage("unknown_class", f"label {shown} is not one of {self.classes}")
 
+    def from_name(self, name: str) -> Hashable:
+        """The class a JSON name stands for (the inverse of :meth:`name`).
+
+        >>> ClassSet().from_name("true"), ClassSet(["a", "b"]).from_name("b")
+        (True, 'b')
+        """
+        return self.parse(name)
+
     @staticmethod
     def name(cls: Hashable) -> str:
         """The JSON name of a class (``true``/``false`` for binary)."""
@@ -391,3 +405,37 @@ def review_message(
             "requested_at": to_iso(requested_at),
         }
     )
+
+
+def decode_review(raw: bytes | str, classes: ClassSet, max_bytes: int = 1 << 20) -> PendingItem:
+    """Rebuild an open review request from its message on the reviews topic.
+
+    Every replica reads the reviews topic, so every replica can learn a label for an event
+    that another replica scored, and a restarted replica recovers the requests it made after
+    its last checkpoint.
+    """
+    body = _loads(raw, max_bytes)
+    if not isinstance(body, dict):
+        raise InvalidMessage("not_object", "a review request must be a JSON object")
+    event_id = _event_id(body.get("event_id"))
+    features = body.get("features")
+    probabilities = body.get("probabilities")
+    if not isinstance(features, dict) or not isinstance(probabilities, dict):
+        raise InvalidMessage("bad_type", "a review request needs features and probabilities")
+    try:
+        item = PendingItem(
+            event_id=event_id,
+            features={str(k): float(v) for k, v in features.items()},
+            proba={classes.from_name(str(k)): float(v) for k, v in probabilities.items()},
+            predicted=classes.from_name(str(body.get("predicted"))),
+            reason=str(body.get("reason", "uncertainty")),
+            probability=float(body.get("query_probability", 1.0)),
+            model_version=int(body.get("model_version", 0)),
+            requested_at=parse_time(body.get("requested_at")) or 0.0,
+            event=body.get("event") if isinstance(body.get("event"), dict) else None,
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InvalidMessage):
+            raise
+        raise InvalidMessage("bad_value", f"review request does not decode ({exc})") from None
+    return item

@@ -127,6 +127,9 @@ class PendingStore:
     def __len__(self) -> int:
         return len(self._items)
 
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._items
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         del state["_lock"]
