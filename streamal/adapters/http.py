@@ -6,17 +6,19 @@ streamal. Every bad request gets a 4xx with a message that says what is wrong; n
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from kafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streamal import __version__
 from streamal.core.messages import ClassSet, InvalidMessage, to_iso
@@ -41,6 +43,61 @@ class BudgetIn(BaseModel):
     fraction: float = Field(gt=0.0, le=1.0, description="Share of events sent to review.")
 
 
+class _TooLarge(BaseException):  # noqa: N818
+    """Raised from ``receive`` when a body grows past the limit.
+
+    A BaseException, because FastAPI turns any Exception raised while reading a body into a 400
+    about parsing; this one must reach :class:`BodyLimit` to become a 413.
+    """
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, declared or streamed (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        too_large = JSONResponse(
+            {
+                "error": "request_too_large",
+                "detail": f"request bodies are limited to {limit} bytes",
+            },
+            status_code=413,
+        )
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await too_large(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await too_large(scope, receive, send)
+
+
 def create_app(service: Service, manage_lifecycle: bool = True) -> FastAPI:
     """Build the app around ``service``; with ``manage_lifecycle`` the app starts/stops it."""
 
@@ -55,6 +112,21 @@ def create_app(service: Service, manage_lifecycle: bool = True) -> FastAPI:
                 await run_in_threadpool(service.stop)
 
     app = FastAPI(title="streamal", version=__version__, lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=service.settings.max_request_bytes)
+    token = service.settings.api_token
+    expected = f"Bearer {token.get_secret_value()}".encode() if token else None
+
+    def authorized(authorization: str | None = Header(None)) -> None:
+        """Mutating endpoints need the bearer token when one is configured."""
+        if expected is None:
+            return
+        given = (authorization or "").encode()
+        if not hmac.compare_digest(given, expected):  # constant time
+            raise HTTPException(
+                status_code=401,
+                detail="a valid bearer token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -78,7 +150,7 @@ def create_app(service: Service, manage_lifecycle: bool = True) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/labels", status_code=202)
+    @app.post("/v1/labels", status_code=202, dependencies=[Depends(authorized)])
     def post_label(body: LabelIn) -> JSONResponse:
         try:
             written = service.submit_label(body.model_dump(exclude_none=True))
@@ -128,7 +200,7 @@ def create_app(service: Service, manage_lifecycle: bool = True) -> FastAPI:
     def get_budget() -> dict[str, Any]:
         return _budget()
 
-    @app.put("/v1/budget")
+    @app.put("/v1/budget", dependencies=[Depends(authorized)])
     def put_budget(body: BudgetIn) -> dict[str, Any]:
         service.learner.gate.set_budget(body.fraction)
         service.metrics.budget_ratio.set(body.fraction)

@@ -1,0 +1,79 @@
+"""Access control and body limits of the HTTP API (no broker needed for these paths)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from streamal.adapters.http import create_app
+from streamal.config import Settings
+from streamal.service import Service
+
+
+def _call(app: object, method: str, path: str, **kwargs: object) -> httpx.Response:
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def app() -> Iterator[object]:
+    settings = Settings(api_token="s3cret", max_request_bytes=2048)
+    yield create_app(Service(settings), manage_lifecycle=False)
+
+
+def test_mutating_endpoints_need_the_token(app: object) -> None:
+    for method, path, body in (
+        ("PUT", "/v1/budget", {"fraction": 0.05}),
+        ("POST", "/v1/labels", {"event_id": "e1", "label": True}),
+    ):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            response = _call(app, method, path, json=body, headers=headers)
+            assert response.status_code == 401, (method, path, headers)
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert "bearer token" in response.json()["detail"]
+
+
+def test_the_right_token_passes(app: object) -> None:
+    response = _call(
+        app,
+        "PUT",
+        "/v1/budget",
+        json={"fraction": 0.05},
+        headers={"Authorization": "Bearer s3cret"},
+    )
+    assert response.status_code == 200
+    assert response.json()["fraction"] == 0.05
+
+
+def test_reading_needs_no_token(app: object) -> None:
+    assert _call(app, "GET", "/v1/budget").status_code == 200
+    assert _call(app, "GET", "/v1/model").status_code == 200
+    assert _call(app, "GET", "/metrics").status_code == 200
+
+
+def test_large_bodies_are_refused_declared_or_streamed(app: object) -> None:
+    headers = {"Authorization": "Bearer s3cret", "Content-Type": "application/json"}
+    big = b'{"fraction": 0.05, "pad": "' + b"x" * 4096 + b'"}'
+    response = _call(app, "PUT", "/v1/budget", content=big, headers=headers)
+    assert response.status_code == 413
+    assert response.json()["error"] == "request_too_large"
+
+    async def chunks():  # no content-length: the limit is enforced while reading
+        for _ in range(8):
+            yield b"x" * 1024
+
+    response = _call(app, "PUT", "/v1/budget", content=chunks(), headers=headers)
+    assert response.status_code == 413
+
+
+def test_without_a_token_everything_is_open() -> None:
+    app = create_app(Service(Settings()), manage_lifecycle=False)
+    response = _call(app, "PUT", "/v1/budget", json={"fraction": 0.03})
+    assert response.status_code == 200
