@@ -78,7 +78,7 @@ def loads(blob: bytes, key: bytes) -> Any:
     streamal.adapters.checkpoint.CheckpointError: checkpoint signature does not match: ...
     """
     if len(blob) < _HEADER or not blob.startswith(MAGIC):
-        if blob[: len(MAGIC) - 1] == MAGIC[:-1]:
+        if blob and (MAGIC.startswith(blob) or blob.startswith(MAGIC)):
             raise CheckpointError("checkpoint is truncated (shorter than its header)")
         raise CheckpointError("not a signed streamal checkpoint (unknown or missing header)")
     mac = blob[len(MAGIC) : len(MAGIC) + 32]

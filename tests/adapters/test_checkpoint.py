@@ -1,0 +1,115 @@
+"""Checkpoints: signed, atomic, refused when they do not verify, restored whole."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from streamal.adapters import checkpoint
+from streamal.adapters.checkpoint import CheckpointError, DirectoryStore
+from streamal.config import Settings
+from streamal.core.messages import TransactionSchema, decode_transaction, encode
+from streamal.core.synthetic import drifting_transactions
+from streamal.service import Service
+
+KEY = b"test-key"
+
+
+def test_round_trip() -> None:
+    state = {"positions": {"labels": {0: 12}}, "numbers": list(range(100))}
+    assert checkpoint.loads(checkpoint.dumps(state, KEY), KEY) == state
+
+
+@pytest.mark.parametrize("where", [0, 20, 50, -1])
+def test_one_flipped_byte_anywhere_is_refused(where: int) -> None:
+    blob = bytearray(checkpoint.dumps({"a": 1}, KEY))
+    blob[where] ^= 0x01
+    with pytest.raises(CheckpointError):
+        checkpoint.loads(bytes(blob), KEY)
+
+
+def test_reasons_are_told_apart() -> None:
+    blob = checkpoint.dumps({"a": 1}, KEY)
+    with pytest.raises(CheckpointError, match="signature does not match.*--reset-state"):
+        checkpoint.loads(blob, b"another key")
+    with pytest.raises(CheckpointError, match="truncated"):
+        checkpoint.loads(blob[:-3], KEY)
+    with pytest.raises(CheckpointError, match="truncated"):
+        checkpoint.loads(blob[:10], KEY)
+    with pytest.raises(CheckpointError, match="not a signed streamal checkpoint"):
+        checkpoint.loads(pickle.dumps({"a": 1}), KEY)  # an unsigned pickle
+
+
+def test_nothing_is_unpickled_before_the_signature_checks(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    blob = checkpoint.dumps(Exploit(), b"attacker's key")
+    with pytest.raises(CheckpointError):
+        checkpoint.loads(blob, KEY)
+    assert not marker.exists()
+
+
+def test_directory_store_replaces_atomically(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "state")
+    assert store.read() is None
+    store.write(b"one")
+    store.write(b"two")
+    assert store.read() == b"two"
+    assert [p.name for p in (tmp_path / "state").iterdir()] == ["checkpoint.bin"]
+
+
+def _settings(tmp_path: Path, **extra: object) -> Settings:
+    return Settings(checkpoint_dir=str(tmp_path), checkpoint_key="k", **extra)  # type: ignore[arg-type]
+
+
+def test_service_round_trips_its_learner(tmp_path: Path) -> None:
+    service = Service(_settings(tmp_path))
+    schema = TransactionSchema()
+    for event, _ in drifting_transactions(300, seed=3):
+        service.learner.score(decode_transaction(encode(event), schema))
+    service._positions = {"labels": {0: 7}, "reviews": {0: 9}}
+    assert service.checkpoint()
+    restored = Service(_settings(tmp_path))
+    restored._restore()
+    assert restored._positions == {"labels": {0: 7}, "reviews": {0: 9}}
+    assert len(restored.learner.pending) == len(service.learner.pending) > 0
+    assert restored.learner.gate.threshold == service.learner.gate.threshold
+    probe = decode_transaction(encode(next(drifting_transactions(1, seed=9))[0]), schema)
+    assert restored.learner.model.predict_proba_one(
+        probe.features
+    ) == service.learner.model.predict_proba_one(probe.features)
+
+
+def test_service_refuses_a_tampered_checkpoint_unless_reset(tmp_path: Path) -> None:
+    Service(_settings(tmp_path)).checkpoint()
+    path = tmp_path / "checkpoint.bin"
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="signature does not match"):
+        Service(_settings(tmp_path)).start()
+    fresh = Service(_settings(tmp_path, reset_state=True))
+    fresh._restore()  # starts fresh instead of refusing
+    assert fresh.learner.model.n_learned == 0
+
+
+def test_a_checkpoint_for_another_model_is_refused(tmp_path: Path) -> None:
+    Service(_settings(tmp_path)).checkpoint()
+    with pytest.raises(CheckpointError, match="model logreg.*settings say gnb"):
+        Service(_settings(tmp_path, model="gnb"))._restore()
+
+
+def test_checkpoints_need_a_key(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="STREAMAL_CHECKPOINT_KEY"):
+        Service(Settings(checkpoint_dir=str(tmp_path)))
+    key_file = tmp_path / "key"
+    key_file.write_text("from-a-secret\n")
+    service = Service(Settings(checkpoint_dir=str(tmp_path), checkpoint_key_file=str(key_file)))
+    assert service._key == b"from-a-secret"
