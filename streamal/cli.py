@@ -53,7 +53,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         default = field.get_default(call_default_factory=True)
         if isinstance(default, list):
-            default = ",".join(default) or "(none)"
+            default = ",".join(map(str, default)) or "(none)"
         env = "STREAMAL_" + name.upper()
         text = f"{field.description or ''} [env {env}; default {default}]".replace("%", "%%")
         literal = (

@@ -67,6 +67,16 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Class names, positive (risk) class last; binary true/false when unset.",
     )
+    card_field: str | None = Field(
+        None,
+        description="Field with the card (customer) id: turns on per-card and per-terminal "
+        "rolling features (see the README); unset: raw fields only.",
+    )
+    terminal_field: str = Field("terminal_id", description="Field with the terminal id.")
+    amount_field: str = Field("amount", description="Field with the amount.")
+    feature_windows_days: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1, 7, 30], description="Rolling feature windows, in days."
+    )
     max_message_bytes: int = Field(65_536, ge=256, description="Larger messages are rejected.")
     label_sources: Names = Field(
         default_factory=lambda: ["reviewer", "chargeback", "api", "simulated"],
@@ -161,7 +171,9 @@ class Settings(BaseSettings):
         "info", description="Log level."
     )
 
-    @field_validator("features", "exclude", "classes", "label_sources", mode="before")
+    @field_validator(
+        "features", "exclude", "classes", "label_sources", "feature_windows_days", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -205,7 +217,7 @@ def settings_table() -> str:
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
         if isinstance(default, list):
-            default = ",".join(default) or "(none)"
+            default = ",".join(map(str, default)) or "(none)"
         shown = "(unset)" if default is None else default
         flag = "--" + name.replace("_", "-")
         rows.append(f"| `STREAMAL_{name.upper()}` | `{flag}` | `{shown}` | {field.description} |")

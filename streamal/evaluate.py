@@ -32,10 +32,7 @@ from streamal.adapters.sources import Pair, Source, SourceError, open_source
 from streamal.config import Settings
 from streamal.core.evaluator import Report, StreamClock, prequential
 from streamal.core.learner import ActiveLearner
-from streamal.core.messages import ClassSet, InvalidMessage, TransactionSchema
-from streamal.core.model import OnlineModel, make_model
-from streamal.core.pending import PendingStore
-from streamal.core.policy import build_gate
+from streamal.core.messages import ClassSet, InvalidMessage
 from streamal.service import build_learner
 
 __all__ = [
@@ -171,37 +168,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def stream_learner(settings: Settings, clock: StreamClock) -> ActiveLearner:
-    """:func:`~streamal.service.build_learner`'s objects, with the learner's and the gate's
-    time read from the stream (``build_learner`` always uses the wall clock)."""
-    classes = ClassSet()
-    schema = TransactionSchema(
-        id_field=settings.id_field,
-        time_field=settings.time_field,
-        features=frozenset(settings.features) if settings.features else None,
-        exclude=frozenset(settings.exclude),
-    )
-    model = OnlineModel(
-        make_model(settings.model, len(classes), settings.seed), classes.classes, settings.model
-    )
-    pending = PendingStore(settings.pending_max_items, settings.pending_ttl_seconds)
-    gate = build_gate(
-        settings.strategy,
-        settings.measure,
-        settings.budget,
-        settings.budget_window,
-        model=model.model,
-        n_classes=len(classes),
-        positive=model.positive,
-        seed=settings.seed,
-        random_share=settings.random_share,
-        exploit_share=settings.exploit_share,
-        step=settings.threshold_step,
-        labels_per_hour=settings.labels_per_hour,
-        max_open_reviews=settings.max_open_reviews,
-        open_reviews=pending.__len__,
-        clock=clock,
-    )
-    return ActiveLearner(model, gate, pending, schema, clock=clock)
+    """The service's learner, with the learner's and the gate's time read from the stream."""
+    return build_learner(settings, ClassSet(), clock=clock)
 
 
 class _Counted:

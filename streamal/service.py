@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from kafka import TopicPartition
@@ -37,6 +37,7 @@ from streamal.adapters import checkpoint
 from streamal.adapters.kafka import dead_letter_record, ensure_topics, make_consumer, make_producer
 from streamal.adapters.metrics import Metrics
 from streamal.config import Settings
+from streamal.core.features import FeatureSpec, TransactionFeatures
 from streamal.core.learner import UNREQUESTED, ActiveLearner
 from streamal.core.messages import (
     SCHEMA_VERSION,
@@ -67,13 +68,32 @@ LATENCY_SAMPLE = 8
 GATE_LANES = ("uncertainty", "random", "exploit")
 
 
-def build_learner(settings: Settings, classes: ClassSet) -> ActiveLearner:
-    """The core objects a service (or an offline run) with these settings uses."""
+def build_learner(
+    settings: Settings, classes: ClassSet, clock: Callable[[], float] = time.time
+) -> ActiveLearner:
+    """The core objects a service (or an offline run) with these settings uses.
+
+    ``clock`` is the wall clock in the service; offline runs pass the stream's clock, so that
+    label delays in time, reviewer capacity per hour and time-to-live run on stream time.
+    """
+    features = None
+    exclude = set(settings.exclude)
+    if settings.card_field:
+        features = TransactionFeatures(
+            FeatureSpec(
+                card_field=settings.card_field,
+                terminal_field=settings.terminal_field,
+                amount_field=settings.amount_field,
+                time_field=settings.time_field,
+                windows_days=tuple(settings.feature_windows_days),
+            )
+        )
+        exclude |= features.raw_fields  # ids feed the rolling features; never one-hot them
     schema = TransactionSchema(
         id_field=settings.id_field,
         time_field=settings.time_field,
         features=frozenset(settings.features) if settings.features else None,
-        exclude=frozenset(settings.exclude),
+        exclude=frozenset(exclude),
     )
     model = OnlineModel(
         make_model(settings.model, len(classes), settings.seed), classes.classes, settings.model
@@ -94,8 +114,9 @@ def build_learner(settings: Settings, classes: ClassSet) -> ActiveLearner:
         labels_per_hour=settings.labels_per_hour,
         max_open_reviews=settings.max_open_reviews,
         open_reviews=pending.__len__,
+        clock=clock,
     )
-    return ActiveLearner(model, gate, pending, schema)
+    return ActiveLearner(model, gate, pending, schema, clock=clock, features=features)
 
 
 class Service:

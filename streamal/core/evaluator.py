@@ -240,7 +240,7 @@ def prequential(
                 deliver(label, lane, right_then)
         event_id = str(event.get(schema.id_field, i))
         txn = Transaction(event_id, now, extract_features(event, schema), dict(event))
-        scored = learner.score(txn, keep_event=False)
+        scored = learner.score(txn, keep_event=learner.features is not None)
         if current.events == window:
             report.windows.append(current)
             current = Window(start=i)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 from streamal.core.estimate import Proportion
+from streamal.core.features import TransactionFeatures
 from streamal.core.gate import Decision, Gate
 from streamal.core.messages import Label, Transaction, TransactionSchema, extract_features
 from streamal.core.model import OnlineModel
@@ -70,12 +72,15 @@ class ActiveLearner:
         pending: PendingStore | None = None,
         schema: TransactionSchema | None = None,
         clock: Callable[[], float] = time.time,
+        features: TransactionFeatures | None = None,
     ) -> None:
         self.model = model
         self.gate = gate
         self.pending = pending if pending is not None else PendingStore()
         self.schema = schema if schema is not None else TransactionSchema()
         self.clock = clock
+        #: Stateful per-card/per-terminal features, fed by events and received labels.
+        self.features = features
         #: Prequential accuracy on labelled events, by lane (prediction made at scoring time).
         self.accuracy: dict[str, Proportion] = {}
 
@@ -90,6 +95,8 @@ class ActiveLearner:
 
     def _score(self, txn: Transaction, keep_event: bool) -> Scored:
         model = self.model
+        if self.features is not None:
+            txn.features.update(self.features.transform_one(txn.event))
         proba = model.predict_proba_one(txn.features)
         version = model.version
         predicted = max(proba, key=proba.__getitem__)
@@ -128,17 +135,25 @@ class ActiveLearner:
         if item is not None:
             self.model.learn_one(item.features, label.label)
             self._track(item.reason, item.predicted, label.label)
+            self._feed_features(item.event or label.event, label)
             delay = self.clock() - item.requested_at
             return LabelResult("learned", item.reason, item.predicted, label.label, delay)
         if label.event is not None:
             features = extract_features(label.event, self.schema)
+            if self.features is not None:  # as of now: the history at scoring time is gone
+                features.update(self.features.transform_one(label.event, learn=False))
             proba = self.model.predict_proba_one(features)
             predicted = max(proba, key=proba.__getitem__)
             self.model.learn_one(features, label.label)
             pending.mark_resolved(label.event_id)
+            self._feed_features(label.event, label)
             self._track(UNREQUESTED, predicted, label.label)
             return LabelResult("learned", UNREQUESTED, predicted, label.label)
         return LabelResult("orphan", actual=label.label)
+
+    def _feed_features(self, event: dict[str, Any] | None, label: Label) -> None:
+        if self.features is not None and event is not None:
+            self.features.learn_label(event, fraud=label.label == self.model.positive)
 
     def _track(self, lane: str, predicted: Hashable, actual: Hashable) -> None:
         stats = self.accuracy.get(lane)

@@ -1,0 +1,158 @@
+"""Streaming fraud features: what a card and a terminal have been doing lately.
+
+A transaction alone is a card, a terminal, an amount and a time; the signal lives in history.
+For each transaction this computes, from the stream seen so far:
+
+* per card: how many transactions and what mean amount over the last 1, 7 and 30 days
+  (the current transaction included), which exposes a card suddenly spending differently;
+* per terminal: how many transactions and what share of them are *known* fraud over the last
+  1, 7 and 30 days, "known" meaning that the label had been *received* when the transaction is
+  scored. No label is used before it arrives, so the features are honest under a label budget:
+  a terminal only looks risky once the team has bought the labels that show it;
+* time of day: the hour, whether it is night (00:00-06:00) and whether it is a weekend.
+
+Rolling windows are deques per key with running sums (amortised O(1) per event). River's
+``feature_extraction.Agg`` with ``utils.TimeRolling`` does the same per feature at about 18 µs per
+feature and event (measured), roughly twenty times this for the twelve features here, which is
+too slow for the events loop.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from streamal.core.messages import parse_time
+
+__all__ = ["FeatureSpec", "TransactionFeatures"]
+
+DAY = 86_400.0
+
+
+def _time(value: Any) -> float:
+    if type(value) is float:
+        return value
+    return parse_time(value) or 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """Which raw fields are the card, the terminal, the amount and the time."""
+
+    card_field: str = "customer_id"
+    terminal_field: str = "terminal_id"
+    amount_field: str = "amount"
+    time_field: str = "timestamp"
+    windows_days: tuple[int, ...] = (1, 7, 30)
+
+
+class _Rolling:
+    """Count and sum of values over several trailing time windows (one deque per window)."""
+
+    __slots__ = ("windows", "queues", "sums")
+
+    def __init__(self, windows: tuple[float, ...]) -> None:
+        self.windows = windows
+        self.queues: list[deque[tuple[float, float]]] = [deque() for _ in windows]
+        self.sums = [0.0 for _ in windows]
+
+    def update(self, t: float, value: float | None) -> list[tuple[int, float]]:
+        """Add ``value`` at time ``t`` (unless None) and return (count, sum) per window."""
+        out = []
+        sums = self.sums
+        for i, width in enumerate(self.windows):
+            queue = self.queues[i]
+            if value is not None:
+                queue.append((t, value))
+                sums[i] += value
+            cutoff = t - width
+            while queue and queue[0][0] <= cutoff:
+                sums[i] -= queue.popleft()[1]
+            out.append((len(queue), sums[i]))
+        return out
+
+
+class TransactionFeatures:
+    """Per-card and per-terminal rolling features, updated by events and by received labels.
+
+    Parameters
+    ----------
+    spec
+        The raw fields and the window lengths in days.
+
+    Examples
+    --------
+    >>> f = TransactionFeatures(FeatureSpec(windows_days=(1,)))
+    >>> day = 86_400.0
+    >>> tx = {"customer_id": "c1", "terminal_id": "t1", "amount": 10.0, "timestamp": 0.0}
+    >>> f.transform_one(tx)["card_mean_amount_1d"]
+    10.0
+    >>> f.learn_label({**tx, "timestamp": 0.0}, fraud=True)  # a fraud at t1, now known
+    >>> later = {"customer_id": "c1", "terminal_id": "t1", "amount": 30.0, "timestamp": 60.0}
+    >>> x = f.transform_one(later)
+    >>> x["card_tx_1d"], x["card_mean_amount_1d"], x["terminal_risk_1d"]
+    (2.0, 20.0, 0.5)
+    """
+
+    def __init__(self, spec: FeatureSpec | None = None) -> None:
+        self.spec = spec or FeatureSpec()
+        self._windows = tuple(d * DAY for d in self.spec.windows_days)
+        self._cards: dict[Any, _Rolling] = {}
+        self._terminals: dict[Any, _Rolling] = {}
+        self._frauds: dict[Any, list[float]] = {}  # known fraud times per terminal, sorted
+
+    @property
+    def raw_fields(self) -> frozenset[str]:
+        """Fields that are inputs to these features, not features themselves (ids, time)."""
+        s = self.spec
+        return frozenset({s.card_field, s.terminal_field, s.time_field})
+
+    def transform_one(self, event: Mapping[str, Any], learn: bool = True) -> dict[str, float]:
+        """Features of one transaction; with ``learn`` the transaction joins the history first
+        (so the card's windows include it, as in the handbook)."""
+        s = self.spec
+        t = _time(event.get(s.time_field))
+        amount = float(event.get(s.amount_field) or 0.0)
+        card = event.get(s.card_field)
+        terminal = event.get(s.terminal_field)
+        card_windows = self._rolling(self._cards, card).update(t, amount if learn else None)
+        terminal_windows = self._rolling(self._terminals, terminal).update(
+            t, 1.0 if learn else None
+        )
+        frauds = self._frauds.get(terminal)
+        out: dict[str, float] = {}
+        for days, (n, total), (m, _), width in zip(
+            self.spec.windows_days, card_windows, terminal_windows, self._windows, strict=True
+        ):
+            out[f"card_tx_{days}d"] = float(n)
+            out[f"card_mean_amount_{days}d"] = total / n if n else 0.0
+            out[f"terminal_tx_{days}d"] = float(m)
+            known = len(frauds) - bisect.bisect_right(frauds, t - width) if frauds else 0
+            out[f"terminal_risk_{days}d"] = min(1.0, known / m) if m else 0.0
+        seconds = t % DAY
+        out["hour"] = seconds / 3600.0
+        out["night"] = 1.0 if seconds < 6 * 3600 else 0.0
+        out["weekend"] = 1.0 if (int(t // DAY) + 3) % 7 >= 5 else 0.0  # 1970-01-01: Thursday
+        return out
+
+    def learn_label(self, event: Mapping[str, Any], fraud: bool) -> None:
+        """A label has arrived: a fraud makes its terminal risky from now on."""
+        if not fraud:
+            return
+        s = self.spec
+        terminal = event.get(s.terminal_field)
+        t = _time(event.get(s.time_field))
+        times = self._frauds.setdefault(terminal, [])
+        bisect.insort(times, t)
+        horizon = t - max(self._windows)
+        while times and times[0] <= horizon:
+            times.pop(0)
+
+    def _rolling(self, table: dict[Any, _Rolling], key: Any) -> _Rolling:
+        rolling = table.get(key)
+        if rolling is None:
+            rolling = table[key] = _Rolling(self._windows)
+        return rolling
