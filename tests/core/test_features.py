@@ -1,0 +1,72 @@
+"""Streaming fraud features: right windows, and no label used before it was received."""
+
+from __future__ import annotations
+
+import random
+
+from streamal.core.budget import WindowBudget
+from streamal.core.features import DAY, FeatureSpec, TransactionFeatures
+from streamal.core.gate import Gate
+from streamal.core.learner import ActiveLearner
+from streamal.core.messages import Label, Transaction
+from streamal.core.model import OnlineModel, make_model
+
+
+def _tx(i: int, t: float, card: int, terminal: int, amount: float) -> dict[str, object]:
+    return {
+        "event_id": f"e{i}",
+        "timestamp": t,
+        "customer_id": card,
+        "terminal_id": terminal,
+        "amount": amount,
+    }
+
+
+def test_card_windows_match_brute_force() -> None:
+    rng = random.Random(1)
+    features = TransactionFeatures()
+    history: list[tuple[float, int, float]] = []
+    t = 0.0
+    for i in range(3000):
+        t += rng.expovariate(1 / 3000.0)
+        card = rng.randrange(20)
+        amount = round(rng.uniform(1, 200), 2)
+        history.append((t, card, amount))
+        x = features.transform_one(_tx(i, t, card, rng.randrange(50), amount))
+        for days in (1, 7, 30):
+            window = [a for (u, c, a) in history if c == card and u > t - days * DAY]
+            assert x[f"card_tx_{days}d"] == len(window)
+            assert abs(x[f"card_mean_amount_{days}d"] - sum(window) / len(window)) < 1e-6
+
+
+def test_terminal_risk_never_uses_a_label_before_it_is_received() -> None:
+    features = TransactionFeatures(FeatureSpec(windows_days=(1, 7)))
+    fraud = _tx(0, 1000.0, card=1, terminal=7, amount=500.0)
+    features.transform_one(fraud)
+    # Traffic at the same terminal after the fraud, before anyone labelled it: no risk.
+    for i in range(1, 50):
+        x = features.transform_one(_tx(i, 1000.0 + 60 * i, card=100 + i, terminal=7, amount=20))
+        assert x["terminal_risk_1d"] == 0.0 and x["terminal_risk_7d"] == 0.0
+    features.learn_label(fraud, fraud=True)  # the label arrives now
+    x = features.transform_one(_tx(99, 1000.0 + 3600, card=3, terminal=7, amount=20))
+    assert x["terminal_risk_1d"] > 0.0
+    # Outside the 1-day window the fraud no longer counts there, still within 7 days.
+    x = features.transform_one(_tx(100, 1000.0 + 2 * DAY, card=4, terminal=7, amount=20))
+    assert x["terminal_risk_1d"] == 0.0 and x["terminal_risk_7d"] > 0.0
+
+
+def test_through_the_learner_risk_appears_only_after_the_label_is_learned() -> None:
+    gate = Gate(WindowBudget(1.0, 10), random_share=1.0, seed=0)  # asks for every event
+    learner = ActiveLearner(
+        OnlineModel(make_model("logreg"), [False, True]), gate, features=TransactionFeatures()
+    )
+    seen = []
+    for i in range(30):
+        event = _tx(i, 5000.0 + 10 * i, card=i, terminal=3, amount=50.0)
+        txn = Transaction(f"e{i}", 5000.0 + 10 * i, {"amount": 50.0}, event)
+        learner.score(txn)
+        seen.append(txn.features["terminal_risk_1d"])
+        if i == 10:  # the first event's fraud label arrives after the eleventh event
+            learner.learn(Label("e0", True, "reviewer"))
+    assert seen[:11] == [0.0] * 11
+    assert all(r > 0.0 for r in seen[11:])
