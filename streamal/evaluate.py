@@ -21,6 +21,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from streamal.config import Settings
 from streamal.core.evaluator import Report, StreamClock, prequential
 from streamal.core.learner import ActiveLearner
 from streamal.core.messages import ClassSet, InvalidMessage
+from streamal.presets import PRESETS, CardReport
 from streamal.service import build_learner
 
 __all__ = [
@@ -137,7 +139,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--label-delay",
         type=_label_delay,
-        default=LabelDelay("0"),
         metavar="N|DURATION",
         help="When bought labels arrive: N events later, or a stream-time duration such as "
         "3600s, 30m, 4h, 7d (needs --time-column) [0].",
@@ -158,6 +159,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=0.02,
         help="Share of fraud in synthetic:transactions [0.02].",
     )
+    group.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="Column roles and review process of a known dataset (card-fraud-handbook: the "
+        "Fraud-Detection Handbook's raw simulated transactions).",
+    )
+    group.add_argument(
+        "--cards-per-day",
+        type=_positive_int,
+        help="Report the fraud team's daily figures for k reviewed cards (card precision@k); "
+        "needs --card-field and --time-column [preset's, else off].",
+    )
+    group.add_argument(
+        "--chargeback-delay",
+        type=_label_delay,
+        help="Every fraud's label also arrives this much stream time later (e.g. 7d) "
+        "[preset's, else none].",
+    )
+    group.add_argument("--report-from", type=date.fromisoformat, help="First day reported.")
+    group.add_argument("--report-to", type=date.fromisoformat, help="Last day reported.")
     group.add_argument("--json", type=Path, metavar="OUT", help="Write the results as JSON.")
     group.add_argument(
         "--plot", type=Path, metavar="OUT.png", help="Draw the learning curve and the spend."
@@ -204,6 +225,8 @@ def evaluate(
     window: int | None = None,
     status: Any = None,
     learner: tuple[ActiveLearner, StreamClock | None] | None = None,
+    chargeback: LabelDelay | None = None,
+    card_report: CardReport | None = None,
 ) -> Report:
     """Run the service's learner (or ``learner``, from :func:`make_learner`) over ``source``,
     test-then-train.
@@ -222,6 +245,9 @@ def evaluate(
             label_delay_seconds=label_delay.seconds,
             clock=clock,
             spend_window=settings.budget_window,
+            chargeback_delay_seconds=chargeback.seconds if chargeback else None,
+            on_event=card_report.on_event if card_report else None,
+            on_label=card_report.on_label if card_report else None,
         )
     except InvalidMessage as exc:
         raise SourceError(
@@ -344,6 +370,49 @@ def summary_table(doc: dict[str, Any]) -> Table:
     return table
 
 
+def fraud_table(fraud: dict[str, Any]) -> Table:
+    """The fraud team's figures per day of the report window, and over it."""
+    table = Table(
+        title=f"card precision@{fraud['k']} per day, {fraud['report_from']} to "
+        f"{fraud['report_to']}",
+        title_justify="left",
+    )
+    for name in (
+        "day",
+        "transactions",
+        "frauds",
+        "CP@k",
+        "AUC",
+        "AP",
+        "labels asked",
+        "labels learned",
+    ):
+        table.add_column(name, justify="left" if name == "day" else "right")
+    for d in fraud["per_day"]:
+        table.add_row(
+            d["day"],
+            f"{d['transactions']:,}",
+            str(d["frauds"]),
+            _num(d["card_precision_at_k"]),
+            _num(d["auc"]),
+            _num(d["average_precision"]),
+            str(d["labels_requested"]),
+            str(d["labels_learned"]),
+        )
+    table.add_row(
+        "window",
+        "",
+        "",
+        _num(fraud["card_precision_at_k"]),
+        _num(fraud["auc"]),
+        _num(fraud["average_precision"]),
+        str(fraud["labels_requested"]),
+        str(fraud["labels_learned"]),
+        style="bold",
+    )
+    return table
+
+
 def plot_document(path: Path, doc: dict[str, Any]) -> None:
     """Two panels: accuracy and recall per window; labels spent against the budget line."""
     import matplotlib
@@ -402,8 +471,30 @@ def _error(message: str) -> int:
     return 2
 
 
+def apply_preset(args: argparse.Namespace, settings: Settings) -> Settings:
+    """Fill what the preset defines and the command line left open; flags always win."""
+    preset = PRESETS[args.preset]
+    for name, value in (
+        ("target", preset.target),
+        ("time_column", preset.time_column),
+        ("positive", preset.positive),
+        ("cards_per_day", preset.cards_per_day),
+    ):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.drop = tuple(dict.fromkeys((*args.drop, *preset.drop)))
+    if args.label_delay is None:
+        args.label_delay = LabelDelay.parse(preset.label_delay)
+    if args.chargeback_delay is None and preset.chargeback_delay_days is not None:
+        args.chargeback_delay = LabelDelay.parse(f"{preset.chargeback_delay_days:g}d")
+    given = {k for k in vars(args) if k in Settings.model_fields}
+    return settings.model_copy(update={k: v for k, v in preset.settings.items() if k not in given})
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    delay: LabelDelay = args.label_delay
+    if args.preset is not None:
+        settings = apply_preset(args, settings)
+    delay: LabelDelay = args.label_delay or LabelDelay("0")
     if delay.seconds is not None and args.time_column is None:
         return _error(f"--label-delay {delay.text} is stream time: it needs --time-column")
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
@@ -435,19 +526,42 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         learner = make_learner(source, settings)
     except (ValueError, TypeError) as exc:  # e.g. a measure that does not fit the model
         return _error(str(exc))
+    if args.chargeback_delay is not None and args.chargeback_delay.seconds is None:
+        return _error("--chargeback-delay is stream time (e.g. 7d)")
+    if (args.chargeback_delay is not None or args.cards_per_day) and args.time_column is None:
+        return _error("--chargeback-delay and --cards-per-day need --time-column")
+    card_report = None
+    if args.cards_per_day:
+        if not settings.card_field:
+            return _error("--cards-per-day needs --card-field (the card id column)")
+        card_report = CardReport(
+            k=args.cards_per_day,
+            card_field=settings.card_field,
+            amount_field=settings.amount_field,
+            time_field=settings.time_field,
+            first=args.report_from,
+            last=args.report_to,
+        )
+    extra = {"chargeback": args.chargeback_delay, "card_report": card_report}
     try:
         if console.is_terminal:
             with console.status("evaluating…") as status:
-                report = evaluate(source, settings, delay, window, status, learner)
+                report = evaluate(source, settings, delay, window, status, learner, **extra)
         else:
-            report = evaluate(source, settings, delay, window, learner=learner)
+            report = evaluate(source, settings, delay, window, learner=learner, **extra)
     except SourceError as exc:
         return _error(str(exc))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted")
         return 130
     doc = report_document(report, source, settings, delay, window)
+    if card_report is not None:
+        doc["fraud"] = card_report.document()
+        doc["config"]["preset"] = args.preset
+        doc["config"]["chargeback_delay"] = args.chargeback_delay and args.chargeback_delay.text
     console.print(summary_table(doc))
+    if card_report is not None:
+        console.print(fraud_table(doc["fraud"]))
     try:
         if args.json is not None:
             args.json.write_text(json.dumps(doc, indent=2) + "\n")

@@ -19,12 +19,12 @@ import math
 import time
 from array import array
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamal.core.estimate import Proportion
-from streamal.core.learner import ActiveLearner
+from streamal.core.learner import ActiveLearner, LabelResult, Scored
 from streamal.core.messages import Label, Transaction, TransactionSchema, extract_features
 
 __all__ = ["Report", "StreamClock", "Window", "average_precision", "prequential"]
@@ -181,6 +181,9 @@ def prequential(
     label_delay_seconds: float | None = None,
     clock: StreamClock | None = None,
     spend_window: int = 1000,
+    chargeback_delay_seconds: float | None = None,
+    on_event: Callable[[Mapping[str, Any], Hashable, Scored], None] | None = None,
+    on_label: Callable[[Label, LabelResult], None] | None = None,
 ) -> Report:
     """Run ``learner`` over ``stream`` of ``(event, true_label)`` pairs.
 
@@ -203,6 +206,11 @@ def prequential(
         Set to each event's time before it is scored (the learner and gate may read it).
     spend_window
         Events per sliding window over which the maximum spend is reported.
+    chargeback_delay_seconds
+        Every positive event also gets a label from source ``chargeback`` this much stream time
+        later, carrying its event, whether or not the gate asked (needs event times).
+    on_event, on_label
+        Called with every scored event and every delivered label (for extra metrics).
     """
     schema = schema if schema is not None else learner.schema
     positive = learner.model.positive
@@ -213,11 +221,15 @@ def prequential(
     recent_requests: deque[int] = deque()
     scores = array("d")
     truths = bytearray()
-    by_time = label_delay_seconds is not None
+    by_time = label_delay_seconds is not None or chargeback_delay_seconds is not None
     started = time.perf_counter()
 
     def deliver(label: Label, lane: str, predicted_right: bool) -> None:
         result = learner.learn(label)
+        if on_label is not None:
+            on_label(label, result)
+        if label.source == "chargeback":
+            return  # not bought by the gate: counted apart from the estimators
         if result.outcome == "learned":
             report.labels_learned += 1
             report.labeled.update(predicted_right)
@@ -253,6 +265,11 @@ def prequential(
         current.predicted_positives += scored.predicted == positive
         scores.append(scored.risk)
         truths.append(is_positive)
+        if on_event is not None:
+            on_event(event, truth, scored)
+        if chargeback_delay_seconds is not None and is_positive and now is not None:
+            chargeback = Label(event_id, truth, "chargeback", event=dict(event))
+            heapq.heappush(due_times, (now + chargeback_delay_seconds, i, chargeback, "", right))
         decision = scored.decision
         while recent_requests and recent_requests[0] <= i - spend_window:
             recent_requests.popleft()
@@ -263,8 +280,7 @@ def prequential(
             report.by_reason[reason] = report.by_reason.get(reason, 0) + 1
             recent_requests.append(i)
             label = Label(event_id, truth, "evaluator")
-            if by_time and now is not None:
-                assert label_delay_seconds is not None
+            if label_delay_seconds is not None and now is not None:
                 heapq.heappush(due_times, (now + label_delay_seconds, i, label, reason, right))
             else:
                 due_events.append((i + 1 + label_delay, label, reason, right))
