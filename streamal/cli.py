@@ -30,6 +30,10 @@ COMMANDS = {
         "streamal.evaluate",
         "Offline prequential evaluation of a strategy on a labelled stream.",
     ),
+    "simulate": (
+        "streamal.simulate",
+        "Generate card transactions with fraud scenarios, to Kafka or a file.",
+    ),
 }
 
 

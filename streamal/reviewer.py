@@ -3,16 +3,20 @@
 It stands in for the fraud analysts of a real deployment (``streamal demo``, tests): it reads the
 reviews topic like a case-management tool would, waits ``delay`` seconds per request (the time a
 human takes), and writes the answer to the labels topic with source ``simulated``. The truth comes
-from an ``oracle`` (event id -> class), because only the data generator knows it.
+from an ``oracle`` (event id -> class), because only the data generator knows it. Given a
+:class:`~streamal.core.reviewing.ReviewerModel`, the team has a capacity per hour (requests over
+it are dropped), random delays and a label noise rate instead.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -21,6 +25,7 @@ from kafka import TopicPartition
 from streamal.adapters.kafka import make_consumer, make_producer
 from streamal.config import Settings
 from streamal.core.messages import SCHEMA_VERSION, ClassSet, to_iso
+from streamal.core.reviewing import ReviewerModel
 
 __all__ = ["SimulatedReviewer", "assign_from_end"]
 
@@ -60,6 +65,9 @@ class SimulatedReviewer:
         Seconds between receiving a request and answering it.
     source
         The ``source`` written on every label.
+    model
+        Capacity, delay and noise of the team (on the monotonic clock); replaces ``delay``.
+        Noise flips binary (``bool``) truths only.
     """
 
     def __init__(
@@ -68,11 +76,13 @@ class SimulatedReviewer:
         oracle: Callable[[str], Hashable | None],
         delay: float = 0.5,
         source: str = "simulated",
+        model: ReviewerModel | None = None,
     ) -> None:
         self.settings = settings
         self.oracle = oracle
         self.delay = delay
         self.source = source
+        self.model = model
         #: Requests read from the reviews topic (deduplicated by event id), by reason.
         self.by_reason: Counter[str] = Counter()
         self.seen = 0
@@ -80,7 +90,11 @@ class SimulatedReviewer:
         #: Labels acknowledged by the broker.
         self.answered = 0
         self.failed = 0
-        self._due: deque[tuple[float, str, Hashable]] = deque()
+        #: Requests over the model's capacity (never answered) and answers flipped by its noise.
+        self.dropped = 0
+        self.flipped = 0
+        self._due: list[tuple[float, int, str, Hashable]] = []  # a heap: delays may vary
+        self._order = itertools.count()
         self._ids: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -89,8 +103,8 @@ class SimulatedReviewer:
 
     @property
     def outstanding(self) -> int:
-        """Requests seen but not answered (or failed) yet."""
-        return self.seen - self.answered - self.failed
+        """Requests seen but not answered (or failed, or dropped) yet."""
+        return self.seen - self.answered - self.failed - self.dropped
 
     def start(self) -> None:
         """Connect, position at the end of the reviews topic, and answer in a daemon thread."""
@@ -148,13 +162,24 @@ class SimulatedReviewer:
             return
         self.seen += 1
         self.by_reason[str(body.get("reason", "?"))] += 1
-        self._due.append((time.monotonic() + self.delay, event_id, truth))
+        now = time.monotonic()
+        due = now + self.delay
+        if self.model is not None:
+            review = self.model.review(now)
+            if review is None:
+                self.dropped += 1
+                return
+            due = review.answer_at
+            if review.flipped and isinstance(truth, bool):
+                truth = review.label(truth)
+                self.flipped += 1
+        heapq.heappush(self._due, (due, next(self._order), event_id, truth))
 
     def _answer_due(self) -> None:
         now = time.monotonic()
         futures = []
         while self._due and self._due[0][0] <= now:
-            _, event_id, truth = self._due[0]
+            _, _, event_id, truth = self._due[0]
             message = {
                 "schema_version": SCHEMA_VERSION,
                 "event_id": event_id,
@@ -169,7 +194,7 @@ class SimulatedReviewer:
                     value=json.dumps(message).encode(),
                 )
             )
-            self._due.popleft()
+            heapq.heappop(self._due)
         if not futures:
             return
         self._producer.flush()
