@@ -123,6 +123,15 @@ class Settings(BaseSettings):
     )
     threshold_step: float = Field(0.01, gt=0.0, lt=1.0, description="Variable threshold step.")
     seed: int = Field(42, description="Seed of the model and the gate.")
+    label_policy: Literal["pooled", "split"] = Field(
+        "pooled",
+        description="Learn every label source in one model, or keep investigator feedback and "
+        "chargebacks in two models whose probabilities are averaged.",
+    )
+    source_weights: Names = Field(
+        default_factory=list,
+        description="Learning weight per label source, e.g. chargeback=0.5 (others 1).",
+    )
 
     # Pending store
     pending_max_items: int = Field(100_000, ge=1, description="Most open review requests kept.")
@@ -172,7 +181,13 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "features", "exclude", "classes", "label_sources", "feature_windows_days", mode="before"
+        "features",
+        "exclude",
+        "classes",
+        "label_sources",
+        "feature_windows_days",
+        "source_weights",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:

@@ -113,16 +113,11 @@ class CardReport:
         card = (label.event or {}).get(self.card_field, self._cards.pop(label.event_id, None))
         self.daily.label_received(card, label.label == self.positive)
 
-    def document(self, first: date | None = None, last: date | None = None) -> dict[str, Any]:
+    def document(self) -> dict[str, Any]:
         """The report window's figures (mean daily CP@k; AUC and AP over all its transactions)
         and every day's."""
         self.daily.close()
-        days = [
-            d
-            for d in self.daily.days
-            if (first is None or d.day >= first.isoformat())
-            and (last is None or d.day <= last.isoformat())
-        ]
+        days = [d for d in self.daily.days if self._reported(d.day)]
         scores = [s for d in days for s in self._window[d.day][0]]
         truths = [t for d in days for t in self._window[d.day][1]]
         cp = [d.card_precision_at_k for d in days]

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
+from functools import partial
 from typing import Any
 
 from kafka import TopicPartition
@@ -38,6 +39,7 @@ from streamal.adapters.kafka import dead_letter_record, ensure_topics, make_cons
 from streamal.adapters.metrics import Metrics
 from streamal.config import Settings
 from streamal.core.features import FeatureSpec, TransactionFeatures
+from streamal.core.label_policy import SourceSplit, parse_weights
 from streamal.core.learner import UNREQUESTED, ActiveLearner
 from streamal.core.messages import (
     SCHEMA_VERSION,
@@ -95,9 +97,10 @@ def build_learner(
         features=frozenset(settings.features) if settings.features else None,
         exclude=frozenset(exclude),
     )
-    model = OnlineModel(
-        make_model(settings.model, len(classes), settings.seed), classes.classes, settings.model
-    )
+    river_model: Any = make_model(settings.model, len(classes), settings.seed)
+    if settings.label_policy == "split":
+        river_model = SourceSplit(partial(make_model, settings.model, len(classes), settings.seed))
+    model = OnlineModel(river_model, classes.classes, settings.model)
     pending = PendingStore(settings.pending_max_items, settings.pending_ttl_seconds)
     gate = build_gate(
         settings.strategy,
@@ -116,7 +119,15 @@ def build_learner(
         open_reviews=pending.__len__,
         clock=clock,
     )
-    return ActiveLearner(model, gate, pending, schema, clock=clock, features=features)
+    return ActiveLearner(
+        model,
+        gate,
+        pending,
+        schema,
+        clock=clock,
+        features=features,
+        source_weights=parse_weights(settings.source_weights),
+    )
 
 
 class Service:
@@ -274,6 +285,7 @@ class Service:
                 return
             self._labels_positioned.set()
             self.broker_ok = True
+            probe = assigned[0]
             reviews = [tp for tp in assigned if tp.topic == s.topic_reviews]
             waiting: deque[ConsumerRecord] = deque()
             next_housekeeping = 0.0
@@ -290,10 +302,23 @@ class Service:
                     self._learn_waiting(consumer, waiting, reviews)
                 now = time.monotonic()
                 if now >= next_housekeeping:
-                    next_housekeeping = now + 1.0
+                    self._probe_broker(consumer, probe)
+                    next_housekeeping = time.monotonic() + 1.0
                     self._housekeeping()
         finally:
             consumer.close(autocommit=False)
+
+    def _probe_broker(self, consumer: Any, tp: TopicPartition) -> None:
+        """Readiness: does the broker answer now? A poll comes back empty whether the broker is
+        idle or gone, so ask it for a partition's first offset (cheap), with a short timeout."""
+        try:
+            consumer.beginning_offsets([tp], timeout_ms=1000)
+        except KafkaError:
+            if self.broker_ok:
+                log.warning("broker unreachable: not ready until it answers again")
+            self.broker_ok = False
+        else:
+            self.broker_ok = True
 
     def _assign_inputs(self, consumer: Any) -> list[TopicPartition]:
         """Assign every partition of reviews and labels; seek to the checkpointed positions."""
@@ -492,7 +517,6 @@ class Service:
             while not self._stop.is_set():
                 batch = consumer.poll(timeout_ms=200)
                 self.heartbeat["events"] = time.monotonic()
-                self.broker_ok = True
                 if consumer.assignment():
                     self._events_assigned.set()
                 if batch:

@@ -8,7 +8,7 @@ loop's step (join with the open request, learn at once, report the outcome). Nei
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,7 @@ class ActiveLearner:
         schema: TransactionSchema | None = None,
         clock: Callable[[], float] = time.time,
         features: TransactionFeatures | None = None,
+        source_weights: Mapping[str, float] | None = None,
     ) -> None:
         self.model = model
         self.gate = gate
@@ -81,6 +82,8 @@ class ActiveLearner:
         self.clock = clock
         #: Stateful per-card/per-terminal features, fed by events and received labels.
         self.features = features
+        #: Learning weight per label source (1 for sources not listed).
+        self.source_weights: dict[str, float] = dict(source_weights or {})
         #: Prequential accuracy on labelled events, by lane (prediction made at scoring time).
         self.accuracy: dict[str, Proportion] = {}
 
@@ -132,8 +135,9 @@ class ActiveLearner:
         if pending.was_resolved(label.event_id):
             return LabelResult("duplicate", actual=label.label)
         item = pending.resolve(label.event_id)
+        weight = self.source_weights.get(label.source, 1.0)
         if item is not None:
-            self.model.learn_one(item.features, label.label)
+            self.model.learn_one(item.features, label.label, weight, label.source)
             self._track(item.reason, item.predicted, label.label)
             self._feed_features(item.event or label.event, label)
             delay = self.clock() - item.requested_at
@@ -144,7 +148,7 @@ class ActiveLearner:
                 features.update(self.features.transform_one(label.event, learn=False))
             proba = self.model.predict_proba_one(features)
             predicted = max(proba, key=proba.__getitem__)
-            self.model.learn_one(features, label.label)
+            self.model.learn_one(features, label.label, weight, label.source)
             pending.mark_resolved(label.event_id)
             self._feed_features(label.event, label)
             self._track(UNREQUESTED, predicted, label.label)

@@ -13,6 +13,8 @@ from typing import Any
 
 from river import forest, linear_model, multiclass, naive_bayes, optim, preprocessing, tree
 
+from streamal.core.label_policy import SourceSplit
+
 __all__ = ["MODELS", "OnlineModel", "make_model"]
 
 Features = Mapping[str, float]
@@ -115,11 +117,16 @@ class OnlineModel:
             return dict(self._uniform)
         return {c: proba.get(c, 0.0) / total for c in self.classes}
 
-    def learn_one(self, x: Features, y: Hashable, weight: float = 1.0) -> None:
+    def learn_one(
+        self, x: Features, y: Hashable, weight: float = 1.0, source: str | None = None
+    ) -> None:
+        """Learn one label; ``source`` routes it where the model keeps sources apart."""
         if self._as_bool is not None:
             y = self._as_bool[y]
         with self.lock:
-            if weight == 1.0:
+            if isinstance(self.model, SourceSplit):
+                self.model.learn_one(x, y, source=source or "reviewer", w=weight)
+            elif weight == 1.0:
                 self.model.learn_one(x, y)
             else:
                 self.model.learn_one(x, y, w=weight)

@@ -90,6 +90,7 @@ def test_no_score_sequence_breaks_the_caps(
 ) -> None:
     gate = build_gate(strategy, budget=budget, seed=0)
     asks = [gate.decide({False: 1 - p, True: p}).ask for p in scores]
-    # FractionBudget: the bucket starts empty and fills by B per event.
-    assert sum(asks) <= budget * len(asks) + 1e-9
+    # The lanes fill by B per event between them; the random lane's pick in a block may come
+    # before the block's budget has accrued: at most one request ahead (the cap's one credit).
+    assert sum(asks) <= budget * len(asks) + 1 + 1e-9
     assert _max_window(asks) <= budget * 1000 + max(1.0, 0.2 * budget * 1000)

@@ -1,0 +1,69 @@
+"""``evaluate --preset card-fraud-handbook`` end to end, on data the simulator writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streamal.cli import main
+
+
+@pytest.mark.slow
+def test_handbook_preset_reports_daily_card_precision(tmp_path: Path) -> None:
+    data = tmp_path / "handbook.csv.gz"
+    assert (
+        main(
+            [
+                "simulate",
+                "--days",
+                "20",
+                "--customers",
+                "600",
+                "--terminals",
+                "1200",
+                "--handbook-columns",
+                "--out",
+                str(data),
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "report.json"
+    code = main(
+        [
+            "evaluate",
+            "--preset",
+            "card-fraud-handbook",
+            "--data",
+            str(data),
+            "--cards-per-day",
+            "20",
+            "--report-from",
+            "2018-04-15",
+            "--report-to",
+            "2018-04-20",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    doc = json.loads(out.read_text())
+    fraud = doc["fraud"]
+    assert (fraud["report_from"], fraud["report_to"], fraud["days"]) == (
+        "2018-04-15",
+        "2018-04-20",
+        6,
+    )
+    assert [d["day"] for d in fraud["per_day"]][0] == "2018-04-15"
+    for day in fraud["per_day"]:
+        assert 0.0 <= day["card_precision_at_k"] <= 1.0
+        assert day["labels_learned"] >= 0 and day["transactions"] > 0
+    assert 0.0 <= fraud["card_precision_at_k"] <= 1.0
+    assert fraud["auc"] > 0.5  # the features carry signal: better than chance
+    # The scenario column is ground truth, never a feature.
+    assert "TX_FRAUD_SCENARIO" in doc["config"]["drop"]
+    # Chargebacks: every fraud's label arrives, so far more labels are learned than bought.
+    assert doc["labels_learned"] <= doc["labels_requested"]
+    assert sum(d["labels_learned"] for d in fraud["per_day"]) > fraud["labels_requested"]
