@@ -117,6 +117,7 @@ class Metrics:
         self.accuracy_labeled = self.accuracy.labels("labeled")
         self.accuracy_random = self.accuracy.labels("random_lane")
         self.updates = Counter("streamal_model_updates", "Learn steps of the model.", registry=r)
+        self._lagging: set[tuple[str, str]] = set()
         self.lag = Gauge(
             "streamal_consumer_lag",
             "Records behind the log end, by topic and partition.",
@@ -145,5 +146,13 @@ class Metrics:
             child.inc()
 
     def set_lag(self, lags: Iterable[tuple[str, int, int]]) -> None:
+        """Lag of the partitions this replica owns now; partitions that moved away after a
+        rebalance are removed, or their last value would keep a lag alert firing forever."""
+        current = set()
         for topic, partition, lag in lags:
-            self.lag.labels(topic, str(partition)).set(lag)
+            key = (topic, str(partition))
+            self.lag.labels(*key).set(lag)
+            current.add(key)
+        for key in self._lagging - current:
+            self.lag.remove(*key)
+        self._lagging = current

@@ -203,3 +203,14 @@ def test_dead_letter_keeps_text_when_the_clip_splits_a_character() -> None:
 def test_dead_letter_without_a_value() -> None:
     rec = _record(None)
     assert (rec["raw_text"], rec["size_bytes"], rec["truncated"]) == ("", 0, False)
+
+
+def test_lag_of_partitions_that_moved_away_is_removed() -> None:
+    from prometheus_client import generate_latest
+
+    metrics = Metrics(ClassSet(), ["reviewer"])
+    metrics.set_lag([("tx", 0, 5), ("tx", 1, 7)])
+    metrics.set_lag([("tx", 1, 2)])  # partition 0 went to another replica
+    text = generate_latest(metrics.registry).decode()
+    assert 'streamal_consumer_lag{partition="1",topic="tx"} 2.0' in text
+    assert 'partition="0"' not in text
