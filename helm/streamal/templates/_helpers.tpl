@@ -1,0 +1,185 @@
+{{/* Names, labels and shared pieces, after the Bitnami / prometheus-community conventions. */}}
+
+{{- define "streamal.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name: fullnameOverride, else <release>-<chart> (just <release> if it holds the chart name). */}}
+{{- define "streamal.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "streamal.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "streamal.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "streamal.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "streamal.labels" -}}
+helm.sh/chart: {{ include "streamal.chart" . }}
+{{ include "streamal.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: streamal
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* metadata.annotations from commonAnnotations and the resource's own (a dict), if any. */}}
+{{- define "streamal.annotations" -}}
+{{- $all := merge (deepCopy (.own | default dict)) (deepCopy (.root.Values.commonAnnotations | default dict)) -}}
+{{- with $all -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{- define "streamal.headlessName" -}}
+{{- printf "%s-headless" (include "streamal.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "streamal.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "streamal.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "streamal.image" -}}
+{{- $repo := .Values.image.repository -}}
+{{- if .Values.image.registry -}}
+{{- $repo = printf "%s/%s" .Values.image.registry .Values.image.repository -}}
+{{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repo .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret the chart creates (only when no existingSecret is given). */}}
+{{- define "streamal.secretName" -}}
+{{- default (include "streamal.fullname" .) .Values.existingSecret -}}
+{{- end -}}
+
+{{- define "streamal.createSecret" -}}
+{{- if and (not .Values.existingSecret) (or .Values.auth.apiToken .Values.checkpoint.key .Values.kafka.sasl.password) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "streamal.saslEnabled" -}}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* One setting as an environment variable value: lists comma-separated, whole numbers without an
+exponent (YAML numbers arrive as float64, and 1e+06 would not parse as an integer setting). */}}
+{{- define "streamal.envValue" -}}
+{{- if kindIs "slice" . -}}
+{{- join "," . -}}
+{{- else if kindIs "float64" . -}}
+{{- if eq . (float64 (int64 .)) -}}{{ int64 . }}{{- else -}}{{ . }}{{- end -}}
+{{- else -}}
+{{- . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "streamal.consumerGroup" -}}
+{{- .Values.config.consumer_group | default "streamal" -}}
+{{- end -}}
+
+{{- define "streamal.transactionsTopic" -}}
+{{- .Values.config.topic_transactions | default "transactions" -}}
+{{- end -}}
+
+{{/* Checks that the templates enforce beyond the schema. */}}
+{{- define "streamal.validate" -}}
+{{- if and .Values.autoscaling.hpa.enabled .Values.autoscaling.keda.enabled -}}
+{{- fail "autoscaling: enable either hpa or keda, never both (both would fight over the replica count)" -}}
+{{- end -}}
+{{- if and .Values.checkpoint.enabled (not .Values.checkpoint.key) (not .Values.existingSecret) -}}
+{{- fail "checkpoint.enabled needs checkpoint.key or existingSecret (holding existingSecretKeys.checkpointKey): checkpoints are signed" -}}
+{{- end -}}
+{{- if include "streamal.saslEnabled" . -}}
+{{- if not (and .Values.kafka.sasl.mechanism .Values.kafka.sasl.username) -}}
+{{- fail (printf "kafka.securityProtocol %s needs kafka.sasl.mechanism and kafka.sasl.username" .Values.kafka.securityProtocol) -}}
+{{- end -}}
+{{- if not (or .Values.kafka.sasl.passwordSecret.name .Values.existingSecret .Values.kafka.sasl.password) -}}
+{{- fail "SASL needs a password: kafka.sasl.passwordSecret.name, existingSecret or kafka.sasl.password" -}}
+{{- end -}}
+{{- end -}}
+{{- $grace := .Values.config.shutdown_grace_seconds | default 20 -}}
+{{- if ge (float64 $grace) (float64 .Values.terminationGracePeriodSeconds) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed config.shutdown_grace_seconds (%v), or the kubelet kills the service before it has checkpointed" .Values.terminationGracePeriodSeconds $grace) -}}
+{{- end -}}
+{{- if and .Values.pdb.create (ne (toString .Values.pdb.minAvailable) "") (ne (toString .Values.pdb.maxUnavailable) "") -}}
+{{- fail "pdb: set minAvailable or maxUnavailable, not both" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The PromQL selector of this release's series (as the ServiceMonitor scrapes them). */}}
+{{- define "streamal.ruleSelector" -}}
+{{- if .Values.metrics.prometheusRule.selector -}}
+{{- .Values.metrics.prometheusRule.selector -}}
+{{- else -}}
+{{- printf "namespace=%q,job=%q" .Release.Namespace (include "streamal.headlessName" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret-backed settings: the API token, the checkpoint key and the SASL password. */}}
+{{- define "streamal.env" -}}
+{{- $secret := include "streamal.secretName" . -}}
+{{- $keys := .Values.existingSecretKeys -}}
+{{- if .Values.existingSecret }}
+- name: STREAMAL_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.existingSecret }}
+      key: {{ $keys.apiToken }}
+      optional: true
+{{- else if .Values.auth.apiToken }}
+- name: STREAMAL_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.apiToken }}
+{{- end }}
+{{- if .Values.checkpoint.enabled }}
+- name: STREAMAL_CHECKPOINT_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.checkpointKey }}
+{{- end }}
+{{- if include "streamal.saslEnabled" . }}
+- name: STREAMAL_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      {{- if .Values.kafka.sasl.passwordSecret.name }}
+      name: {{ .Values.kafka.sasl.passwordSecret.name }}
+      key: {{ .Values.kafka.sasl.passwordSecret.key }}
+      {{- else }}
+      name: {{ $secret }}
+      key: {{ $keys.saslPassword }}
+      {{- end }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
