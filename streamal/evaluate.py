@@ -177,6 +177,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="Every fraud's label also arrives this much stream time later (e.g. 7d) "
         "[preset's, else none].",
     )
+    group.add_argument(
+        "--chargeback-negatives",
+        action=argparse.BooleanOptionalAction,
+        help="With chargebacks, label every event that got none by then genuine "
+        "(source no_chargeback) [preset's, else off].",
+    )
     group.add_argument("--report-from", type=date.fromisoformat, help="First day reported.")
     group.add_argument("--report-to", type=date.fromisoformat, help="Last day reported.")
     group.add_argument("--json", type=Path, metavar="OUT", help="Write the results as JSON.")
@@ -227,6 +233,7 @@ def evaluate(
     learner: tuple[ActiveLearner, StreamClock | None] | None = None,
     chargeback: LabelDelay | None = None,
     card_report: CardReport | None = None,
+    chargeback_negatives: bool = False,
 ) -> Report:
     """Run the service's learner (or ``learner``, from :func:`make_learner`) over ``source``,
     test-then-train.
@@ -246,6 +253,7 @@ def evaluate(
             clock=clock,
             spend_window=settings.budget_window,
             chargeback_delay_seconds=chargeback.seconds if chargeback else None,
+            chargeback_negatives=chargeback_negatives,
             on_event=card_report.on_event if card_report else None,
             on_label=card_report.on_label if card_report else None,
         )
@@ -485,6 +493,8 @@ def apply_preset(args: argparse.Namespace, settings: Settings) -> Settings:
     args.drop = tuple(dict.fromkeys((*args.drop, *preset.drop)))
     if args.label_delay is None:
         args.label_delay = LabelDelay.parse(preset.label_delay)
+    if args.chargeback_negatives is None:
+        args.chargeback_negatives = preset.chargeback_negatives
     if args.chargeback_delay is None and preset.chargeback_delay_days is not None:
         args.chargeback_delay = LabelDelay.parse(f"{preset.chargeback_delay_days:g}d")
     given = {k for k in vars(args) if k in Settings.model_fields}
@@ -542,7 +552,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             first=args.report_from,
             last=args.report_to,
         )
-    extra = {"chargeback": args.chargeback_delay, "card_report": card_report}
+    extra = {
+        "chargeback": args.chargeback_delay,
+        "card_report": card_report,
+        "chargeback_negatives": bool(args.chargeback_negatives),
+    }
     try:
         if console.is_terminal:
             with console.status("evaluating…") as status:
@@ -559,6 +573,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         doc["fraud"] = card_report.document()
         doc["config"]["preset"] = args.preset
         doc["config"]["chargeback_delay"] = args.chargeback_delay and args.chargeback_delay.text
+        doc["config"]["chargeback_negatives"] = bool(args.chargeback_negatives)
     console.print(summary_table(doc))
     if card_report is not None:
         console.print(fraud_table(doc["fraud"]))

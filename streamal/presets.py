@@ -34,6 +34,7 @@ class Preset:
     label_delay: str
     chargeback_delay_days: float | None
     cards_per_day: int
+    chargeback_negatives: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -57,8 +58,9 @@ PRESETS: dict[str, Preset] = {
             "labels_per_hour": 100 / 24,
         },
         label_delay="1h",  # investigators answer the same day
-        chargeback_delay_days=7.0,  # and every fraud's label arrives a week later anyway
+        chargeback_delay_days=7.0,  # and every fraud's label arrives a week later anyway,
         cards_per_day=100,
+        chargeback_negatives=True,  # so a week without one says "genuine" (the handbook's view)
     ),
 }
 

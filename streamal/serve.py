@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 
 import uvicorn
 
@@ -23,11 +25,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     app = create_app(Service(settings))
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_level=settings.log_level,
-        access_log=False,
-    )
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler
+    # that was there before it: with the default one, a clean shutdown would still end as
+    # "killed by SIGTERM" (status -15). A no-op handler lets it return, and serve exits 0.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: None) if main else None
+    try:
+        uvicorn.run(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level,
+            access_log=False,
+        )
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     return 0

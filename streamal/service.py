@@ -32,7 +32,7 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from streamal.adapters import checkpoint
 from streamal.adapters.kafka import dead_letter_record, ensure_topics, make_consumer, make_producer
@@ -601,7 +601,7 @@ class Service:
                 scored_count += 1
                 if timed:
                     observe(perf() - started)
-        producer.flush()
+        self._wait_alive(producer.flush, timeout=1.0)
         if any(f.failed() for f in futures):
             # Not acknowledged: do not commit; process the batch again from its first record.
             log.error("produce failed for part of a batch; it will be processed again")
@@ -609,10 +609,26 @@ class Service:
                 consumer.seek(tp, records[0].offset)
             self.broker_ok = False
             return
-        consumer.commit()
+        self._wait_alive(consumer.commit, timeout_ms=1000)
         m.events_scored.inc(scored_count)
         if invalid_count:
             m.events_invalid.inc(invalid_count)
+
+    def _wait_alive(self, call: Any, **timeout: float) -> None:
+        """Repeat a blocking broker call until it completes, staying alive for /livez meanwhile.
+
+        While the broker is away, a flush waits up to the producer's delivery timeout and a
+        commit up to the request timeout, both longer than a probe tolerates; a restart would not
+        bring the broker back sooner. Given up only when stopping (the batch is then replayed).
+        """
+        while True:
+            try:
+                call(**timeout)
+                return
+            except KafkaTimeoutError:
+                self.heartbeat["events"] = time.monotonic()
+                if self._stop.is_set():
+                    raise
 
     def _update_gauges(self, consumer: Any) -> None:
         m = self.metrics

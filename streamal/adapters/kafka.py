@@ -21,6 +21,10 @@ from streamal.core.messages import SCHEMA_VERSION, encode, to_iso
 
 __all__ = ["dead_letter_record", "ensure_topics", "make_consumer", "make_producer"]
 
+#: Reconnect attempts back off exponentially up to this. kafka-python's default cap (30 s) kept
+#: the service unready for up to 30 s after the broker was back from an outage.
+RECONNECT_BACKOFF_MAX_MS = 1000
+
 
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     """A producer for scores, reviews, labels and dead letters (bytes in, bytes out)."""
@@ -34,6 +38,7 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         "retry_backoff_ms": 100,
         "request_timeout_ms": 15_000,
         "delivery_timeout_ms": 60_000,
+        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
     }
     config.update(overrides)
     return KafkaProducer(**config)
@@ -52,6 +57,7 @@ def make_consumer(
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "max_poll_records": 500,
         "fetch_max_bytes": 16 * 1024 * 1024,
+        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
     }
     config.update(overrides)
     return KafkaConsumer(**config)

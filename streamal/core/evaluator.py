@@ -182,6 +182,7 @@ def prequential(
     clock: StreamClock | None = None,
     spend_window: int = 1000,
     chargeback_delay_seconds: float | None = None,
+    chargeback_negatives: bool = False,
     on_event: Callable[[Mapping[str, Any], Hashable, Scored], None] | None = None,
     on_label: Callable[[Label, LabelResult], None] | None = None,
 ) -> Report:
@@ -209,6 +210,9 @@ def prequential(
     chargeback_delay_seconds
         Every positive event also gets a label from source ``chargeback`` this much stream time
         later, carrying its event, whether or not the gate asked (needs event times).
+    chargeback_negatives
+        With chargebacks, an event that got none by then is labelled genuine (source
+        ``no_chargeback``), as card issuers treat the silence of the chargeback channel.
     on_event, on_label
         Called with every scored event and every delivered label (for extra metrics).
     """
@@ -228,7 +232,7 @@ def prequential(
         result = learner.learn(label)
         if on_label is not None:
             on_label(label, result)
-        if label.source == "chargeback":
+        if label.source in ("chargeback", "no_chargeback"):
             return  # not bought by the gate: counted apart from the estimators
         if result.outcome == "learned":
             report.labels_learned += 1
@@ -267,9 +271,11 @@ def prequential(
         truths.append(is_positive)
         if on_event is not None:
             on_event(event, truth, scored)
-        if chargeback_delay_seconds is not None and is_positive and now is not None:
-            chargeback = Label(event_id, truth, "chargeback", event=dict(event))
-            heapq.heappush(due_times, (now + chargeback_delay_seconds, i, chargeback, "", right))
+        if chargeback_delay_seconds is not None and now is not None:
+            if is_positive or chargeback_negatives:
+                source = "chargeback" if is_positive else "no_chargeback"
+                delayed = Label(event_id, truth, source, event=dict(event))
+                heapq.heappush(due_times, (now + chargeback_delay_seconds, i, delayed, "", right))
         decision = scored.decision
         while recent_requests and recent_requests[0] <= i - spend_window:
             recent_requests.popleft()

@@ -63,7 +63,7 @@ class SourceSplit:
         alpha: float = 0.5,
     ) -> None:
         self.factory = factory
-        self.groups = dict(groups or {"chargeback": "delayed"})
+        self.groups = dict(groups or {"chargeback": "delayed", "no_chargeback": "delayed"})
         self.default = default
         self.alpha = alpha
         self.models: dict[str, Any] = {}
