@@ -238,7 +238,12 @@ class Gate:
                         self._random_owed -= 1
                     return Decision(True, lane.name, probability, score)
                 continue
+            # The controller reads the bucket that binds, the emptier of the lane's and the
+            # shared one (reading only its lane's, it ran away while the shared one vetoed);
+            # but while the lane's own share is going to waste, that is what it must hear.
             pressure = lane.budget.pressure
+            if pressure < 0.999:
+                pressure = min(pressure, self._selective.pressure)
             if not (selective and lane.budget.allows()):
                 strategy.update(score, False, allowed=False, pressure=pressure)
                 continue

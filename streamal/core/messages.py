@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+#: Largest magnitude of a numeric feature. Beyond about 1e154 a square overflows, and a single
+#: label carrying such a value turned the model's weights into NaN (or made tree models raise)
+#: for good; no real amount, count or timestamp comes near this.
+MAX_FEATURE_MAGNITUDE = 1e100
 
 #: The bounded set of rejection reasons, so that metric label values stay bounded.
 REASONS = (
@@ -196,8 +200,8 @@ def extract_features(event: Mapping[str, Any], schema: TransactionSchema) -> dic
         if key in skipped or (wanted is not None and key not in wanted) or value is None:
             continue
         kind = type(value)
-        if kind is float and value - value == 0.0:  # finite: the common case first
-            out[key] = value
+        if kind is float and -MAX_FEATURE_MAGNITUDE <= value <= MAX_FEATURE_MAGNITUDE:
+            out[key] = value  # finite and in range (NaN fails both comparisons): common case first
         elif kind is str and len(value) <= 256:
             out[f"{key}={value}"] = 1.0
         elif value is True or value is False:
@@ -207,8 +211,10 @@ def extract_features(event: Mapping[str, Any], schema: TransactionSchema) -> dic
                 number = float(value)
             except OverflowError:  # an integer beyond the float range
                 number = math.inf
-            if not math.isfinite(number):
-                raise InvalidMessage("bad_value", f"feature {key[:64]!r} is not finite")
+            if not -MAX_FEATURE_MAGNITUDE <= number <= MAX_FEATURE_MAGNITUDE:
+                raise InvalidMessage(
+                    "bad_value", f"feature {key[:64]!r} is not finite or beyond ±1e100"
+                )
             out[key] = number
         elif isinstance(value, str):
             if len(value) > 256:
