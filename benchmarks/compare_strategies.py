@@ -1,0 +1,709 @@
+"""Compare streamal's query strategies with random sampling, all labels and peer libraries.
+
+Every method runs the same protocol (see ``benchmarks/README.md``): prequential test-then-train
+with :func:`streamal.core.evaluator.prequential`, the same River model
+(``make_model("logreg")``), labels learned 50 events after they are requested. Peers are wrapped
+as gates (``benchmarks/peers.py``), so they differ from streamal's strategies only in the
+decision "ask or not".
+
+Run it from the benchmark virtualenv (it needs scikit-activeml, a benchmark-only dependency)::
+
+    python benchmarks/compare_strategies.py --budgets 0.01,0.05,0.1,0.2 --seeds 3 \\
+        --out benchmarks/results.json --markdown benchmarks/results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Hashable, Iterable, Mapping
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import PEERS, AllLabelsGate, EntropySamplerGate, make_peer  # noqa: E402
+
+import streamal  # noqa: E402
+from streamal.config import Settings  # noqa: E402
+from streamal.core.evaluator import prequential  # noqa: E402
+from streamal.core.learner import ActiveLearner  # noqa: E402
+from streamal.core.model import OnlineModel, make_model  # noqa: E402
+from streamal.core.policy import STRATEGIES, build_gate  # noqa: E402
+from streamal.core.synthetic import drifting_transactions  # noqa: E402
+
+STREAMS = ("sea", "agrawal", "rbf", "hyperplane", "phishing", "imbalanced")
+LABEL_DELAY = 50
+SPEND_WINDOW = 1000
+CLASSES: list[Hashable] = [False, True]
+#: Events of the prefix on which River's EntropySampler's discount factor is tuned.
+TUNE_PREFIX = 4000
+TUNE_STEPS = 8
+#: Methods that do not depend on the budget (run once per stream and seed).
+BUDGET_FREE = ("all_labels", "river_entropy")
+#: streamal strategies that need not spend their whole budget (by design).
+MAY_UNDERSPEND = ("fixed",)
+
+
+def streamal_methods() -> list[str]:
+    return [f"streamal_{s}" for s in STRATEGIES]
+
+
+# --------------------------------------------------------------------------------------- streams
+
+
+def _river_stream(name: str, seed: int) -> Iterable[tuple[Mapping[Any, Any], Any]]:
+    from river import datasets
+    from river.datasets import synth
+
+    if name == "sea":
+        return synth.ConceptDriftStream(
+            synth.SEA(variant=0, seed=seed),
+            synth.SEA(variant=2, seed=seed + 1000),
+            position=10_000,
+            width=1000,
+            seed=seed,
+        )
+    if name == "agrawal":
+        return synth.ConceptDriftStream(
+            synth.Agrawal(classification_function=0, seed=seed),
+            synth.Agrawal(classification_function=2, seed=seed + 1000),
+            position=10_000,
+            width=1000,
+            seed=seed,
+        )
+    if name == "rbf":
+        return synth.RandomRBFDrift(
+            seed_model=seed, seed_sample=seed, n_classes=2, n_features=10, change_speed=0.0001
+        )
+    if name == "hyperplane":
+        return synth.Hyperplane(seed=seed, n_features=10, n_drift_features=5, mag_change=0.001)
+    if name == "phishing":
+        return datasets.Phishing()
+    raise ValueError(name)
+
+
+@functools.lru_cache(maxsize=8)
+def load_stream(name: str, seed: int, n: int) -> tuple[tuple[dict[str, Any], bool], ...]:
+    """The first ``n`` events of a stream, features keyed by strings, labels as bools."""
+    if name == "imbalanced":
+        source: Iterable[tuple[Mapping[Any, Any], Any]] = drifting_transactions(
+            n, fraud_rate=0.01, seed=seed
+        )
+    else:
+        source = _river_stream(name, seed)
+    out = []
+    for x, y in itertools.islice(source, n):
+        out.append(({str(k): v for k, v in x.items()}, bool(y)))
+    return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------- runs
+
+
+def _model() -> OnlineModel:
+    return OnlineModel(make_model("logreg"), CLASSES, "logreg")
+
+
+def _gate(method: str, budget: float | None, seed: int, model: OnlineModel, **extra: Any) -> Any:
+    if method.startswith("streamal_"):
+        assert budget is not None
+        strategy = method.removeprefix("streamal_")
+        return build_gate(strategy, "entropy", budget, SPEND_WINDOW, model=model.model, seed=seed)
+    if method == "all_labels":
+        return AllLabelsGate()
+    scaler = model.model["StandardScaler"]
+    return make_peer(
+        method,
+        budget or 1.0,
+        seed,
+        CLASSES,
+        label_delay=LABEL_DELAY,
+        scale=scaler.transform_one,
+        discount_factor=extra.get("discount_factor"),
+    )
+
+
+def _evaluate(events: Iterable[tuple[dict[str, Any], bool]], gate_of: Any) -> dict[str, Any]:
+    model = _model()
+    learner = ActiveLearner(model, gate_of(model))
+    report = prequential(events, learner, label_delay=LABEL_DELAY, spend_window=SPEND_WINDOW)
+    d = report.as_dict()
+    d.pop("windows", None)
+    d.pop("unbiased_accuracy", None)
+    d["accuracy_curve"] = [w.accuracy for w in report.windows]
+    return d
+
+
+def tune_discount(
+    events: tuple[tuple[dict[str, Any], bool], ...], budget: float, seed: int
+) -> float:
+    """Bisect River EntropySampler's discount factor (log scale) until its spend is about B."""
+    prefix = events[:TUNE_PREFIX]
+    lo, hi = math.log(1e-3), math.log(1e4)  # spend falls as the factor rises
+    best = (math.inf, 3.0)
+    for _ in range(TUNE_STEPS):
+        mid = (lo + hi) / 2
+        factor = math.exp(mid)
+        d = _evaluate(prefix, lambda m, f=factor: EntropySamplerGate(f, seed))
+        spend = d["spend_ratio"]
+        best = min(best, (abs(spend - budget), factor))
+        if spend > budget:
+            lo = mid
+        else:
+            hi = mid
+    return best[1]
+
+
+def run_task(task: tuple[str, int, float | None, str, int]) -> dict[str, Any]:
+    import sklearn
+
+    # Skips only scikit-learn's input checks (finite values, parameter types) on every call;
+    # the peers' decisions are the same, they just cost less time.
+    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+    stream, seed, budget, method, n = task
+    started = time.perf_counter()
+    events = load_stream(stream, seed, n)
+    extra: dict[str, Any] = {}
+    if method == "river_entropy_tuned":
+        assert budget is not None
+        extra["discount_factor"] = tune_discount(events, budget, seed)
+    d = _evaluate(events, lambda m: _gate(method, budget, seed, m, **extra))
+    d.update(stream=stream, seed=seed, budget=budget, method=method, **extra)
+    d["wall_seconds"] = time.perf_counter() - started
+    return d
+
+
+def _key(stream: str, seed: int, budget: float | None, method: str) -> str:
+    return f"{stream}|{seed}|{budget}|{method}"
+
+
+#: Rough relative cost per event, to start the slowest tasks first.
+_COST = {"skal_pal": 8.0, "river_entropy_tuned": 3.0, "all_labels": 1.5}
+
+
+def plan(
+    streams: list[str], budgets: list[float], seeds: list[int], methods: list[str], n: int
+) -> list[tuple[str, int, float | None, str, int]]:
+    tasks: list[tuple[str, int, float | None, str, int]] = []
+    for stream, seed in itertools.product(streams, seeds):
+        for method in methods:
+            if method in BUDGET_FREE:
+                tasks.append((stream, seed, None, method, n))
+            else:
+                tasks.extend((stream, seed, b, method, n) for b in budgets)
+    size = {"phishing": 0.1}
+    # Seed by seed (so that a run cut short still has whole seeds), slowest tasks first.
+    tasks.sort(key=lambda t: (t[1], -_COST.get(t[3], 1.0) * size.get(t[0], 1.0) * n))
+    return tasks
+
+
+# ------------------------------------------------------------------------------------ aggregation
+
+
+def _mean(values: list[float]) -> float:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.fmean(values) if values else math.nan
+
+
+def _std(values: list[float]) -> float:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(runs: list[dict[str, Any]], budgets: list[float]) -> list[dict[str, Any]]:
+    """One cell per stream x budget x method: means (and std) over seeds, spend over B."""
+    groups: dict[tuple[str, float, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        cell_budgets = budgets if r["budget"] is None else [r["budget"]]
+        for b in cell_budgets:
+            groups.setdefault((r["stream"], b, r["method"]), []).append(r)
+    cells = []
+    for (stream, b, method), rs in sorted(groups.items()):
+        spend = [r["spend_ratio"] / b for r in rs]
+        window = [r["max_window_spend_ratio"] / b for r in rs]
+        cell = {
+            "stream": stream,
+            "budget": b,
+            "method": method,
+            "seeds": len(rs),
+            "accuracy": _mean([r["accuracy"] for r in rs]),
+            "accuracy_std": _std([r["accuracy"] for r in rs]),
+            "f1": _mean([r["f1"] for r in rs]),
+            "f1_std": _std([r["f1"] for r in rs]),
+            "kappa": _mean([r["kappa"] for r in rs]),
+            "spend_over_budget": _mean(spend),
+            "spend_over_budget_max": max(spend),
+            "spend_over_budget_min": min(spend),
+            "window_spend_over_budget": _mean(window),
+            "window_spend_over_budget_max": max(window),
+            "labels_requested": _mean([r["labels_requested"] for r in rs]),
+            "us_per_event": _mean([r["us_per_event"] for r in rs]),
+        }
+        if "discount_factor" in rs[0]:
+            cell["discount_factor"] = [r["discount_factor"] for r in rs]
+        cells.append(cell)
+    return cells
+
+
+def spend_check(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every streamal budget-managed run that breaks the spend acceptance (per seed)."""
+    bad = []
+    for r in runs:
+        if not r["method"].startswith("streamal_"):
+            continue
+        b = r["budget"]
+        overall = r["spend_ratio"] / b
+        window = r["max_window_spend_ratio"] / b
+        problems = []
+        if overall > 1.05:
+            problems.append(f"overall {overall:.3f} > 1.05")
+        if window > 1.25:
+            problems.append(f"window {window:.3f} > 1.25")
+        if overall < 0.9 and r["method"].removeprefix("streamal_") not in MAY_UNDERSPEND:
+            problems.append(f"overall {overall:.3f} < 0.9")
+        if problems:
+            bad.append(
+                {
+                    "stream": r["stream"],
+                    "budget": b,
+                    "method": r["method"],
+                    "seed": r["seed"],
+                    "problems": problems,
+                }
+            )
+    return bad
+
+
+def quality_check(cells: list[dict[str, Any]], default: str) -> dict[str, Any]:
+    """Per cell: streamal's default strategy vs the best peer that stays within 1.05 B."""
+    by_cell: dict[tuple[str, float], dict[str, dict[str, Any]]] = {}
+    for c in cells:
+        by_cell.setdefault((c["stream"], c["budget"]), {})[c["method"]] = c
+    rows = []
+    for (stream, b), methods in sorted(by_cell.items()):
+        mine = methods.get(f"streamal_{default}")
+        if mine is None:
+            continue
+        peers = [c for m, c in methods.items() if m in PEERS and c["spend_over_budget"] <= 1.05]
+        # The stricter reading: the peer also keeps the pacing streamal is held to.
+        paced = [c for c in peers if c["window_spend_over_budget_max"] <= 1.25]
+        best_streamal = max(
+            (c for m, c in methods.items() if m.startswith("streamal_") and m != "streamal_random"),
+            key=lambda c: c["accuracy"],
+        )
+        row: dict[str, Any] = {
+            "stream": stream,
+            "budget": b,
+            "default": mine["method"],
+            "default_accuracy": mine["accuracy"],
+            "default_f1": mine["f1"],
+            "best_streamal": best_streamal["method"],
+            "best_streamal_accuracy": best_streamal["accuracy"],
+            "random_accuracy": methods.get("streamal_random", {}).get("accuracy", math.nan),
+            "peers_within_budget": sorted(c["method"] for c in peers),
+        }
+        any_spend = [c for m, c in methods.items() if m in PEERS]
+        if any_spend:
+            top = max(any_spend, key=lambda c: c["accuracy"])
+            row.update(
+                best_peer_any_spend=top["method"],
+                best_peer_any_spend_accuracy=top["accuracy"],
+                best_peer_any_spend_spend=top["spend_over_budget"],
+                diff_points_any_spend=100 * (mine["accuracy"] - top["accuracy"]),
+            )
+        if paced:
+            top = max(paced, key=lambda c: c["accuracy"])
+            top_f1 = max(paced, key=lambda c: c["f1"])
+            row.update(
+                best_paced_peer=top["method"],
+                best_paced_peer_accuracy=top["accuracy"],
+                diff_points_paced=100 * (mine["accuracy"] - top["accuracy"]),
+                best_paced_f1_peer=top_f1["method"],
+                f1_diff_points_paced=100 * (mine["f1"] - top_f1["f1"]),
+            )
+        if peers:
+            best = max(peers, key=lambda c: c["accuracy"])
+            best_f1 = max(peers, key=lambda c: c["f1"])
+            row.update(
+                best_peer=best["method"],
+                best_peer_accuracy=best["accuracy"],
+                diff_points=100 * (mine["accuracy"] - best["accuracy"]),
+                best_f1_peer=best_f1["method"],
+                best_peer_f1=best_f1["f1"],
+                f1_diff_points=100 * (mine["f1"] - best_f1["f1"]),
+            )
+        rows.append(row)
+    diffs = [r["diff_points"] for r in rows if "diff_points" in r]
+    paced_diffs = [r["diff_points_paced"] for r in rows if "diff_points_paced" in r]
+    return {
+        "mean_diff_points_paced": _mean(paced_diffs),
+        "cells_within_half_point_paced": sum(d >= -0.5 for d in paced_diffs),
+        "cells_compared_paced": len(paced_diffs),
+        "default": default,
+        "cells": rows,
+        "mean_diff_points": _mean(diffs),
+        "cells_within_half_point": sum(d >= -0.5 for d in diffs),
+        "cells_compared": len(diffs),
+        "cells_losing": [
+            (r["stream"], r["budget"], r["best_peer"], round(r["diff_points"], 2))
+            for r in rows
+            if r.get("diff_points", 0.0) < -0.5
+        ],
+    }
+
+
+def rank_strategies(
+    cells: list[dict[str, Any]], keep: Any = None, name: str = ""
+) -> dict[str, Any]:
+    """Mean rank by accuracy of every method over the stream x budget cells where it competes.
+
+    ``keep(cell)`` says whether a method's cell competes (default: all but the all-labels
+    reference); a method's mean rank is over the cells where it does.
+    """
+    keep = keep or (lambda c: True)
+    by_cell: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for c in cells:
+        if c["method"] == "all_labels" or not keep(c):
+            continue
+        by_cell.setdefault((c["stream"], c["budget"]), []).append(c)
+    ranks: dict[str, list[float]] = {}
+    accs: dict[str, list[float]] = {}
+    wins: dict[str, int] = {}
+    for group in by_cell.values():
+        ordered = sorted(group, key=lambda c: -c["accuracy"])
+        wins[ordered[0]["method"]] = wins.get(ordered[0]["method"], 0) + 1
+        for i, c in enumerate(ordered, start=1):
+            ranks.setdefault(c["method"], []).append(i)
+            accs.setdefault(c["method"], []).append(c["accuracy"])
+    rows = sorted(
+        (
+            {
+                "method": m,
+                "mean_rank": _mean(r),
+                "mean_accuracy": _mean(accs[m]),
+                "cells": len(r),
+                "wins": wins.get(m, 0),
+            }
+            for m, r in ranks.items()
+        ),
+        key=lambda d: d["mean_rank"],
+    )
+    return {"name": name, "cells": len(by_cell), "rows": rows}
+
+
+def rankings(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        rank_strategies(
+            cells,
+            lambda c: c["method"].startswith("streamal_"),
+            "streamal strategies only (which is best overall)",
+        ),
+        rank_strategies(
+            cells,
+            lambda c: c["method"].startswith("streamal_") or c["spend_over_budget"] <= 1.05,
+            "every method, counted only in cells where its overall spend ≤ 1.05 B",
+        ),
+        rank_strategies(
+            cells,
+            lambda c: (
+                c["method"].startswith("streamal_")
+                or (c["spend_over_budget"] <= 1.05 and c["window_spend_over_budget_max"] <= 1.25)
+            ),
+            "every method, counted only where it also keeps every 1,000-event window ≤ 1.25 B",
+        ),
+        rank_strategies(cells, None, "every method at whatever it spent (unbudgeted included)"),
+    ]
+
+
+# --------------------------------------------------------------------------------------- markdown
+
+_SHORT = {
+    "streamal_random": "random (ref)",
+    "all_labels": "all labels (ref)",
+}
+
+
+def _label(method: str) -> str:
+    return _SHORT.get(method, method.replace("streamal_", "sa:").replace("skal_", "skal:"))
+
+
+def _cell_text(c: dict[str, Any], show_f1: bool) -> str:
+    text = f"{100 * c['accuracy']:.1f}"
+    if show_f1:
+        text += f" / {100 * c['f1']:.1f}"
+    if c["method"] == "all_labels":
+        return text
+    flags = []
+    s = c["spend_over_budget"]
+    budget_managed = c["method"] not in ("river_entropy",)
+    if budget_managed and (s > 1.05 or (s < 0.9 and c["method"] != "streamal_fixed")):
+        flags.append(f"s{s:.2f}")
+    elif not budget_managed:
+        flags.append(f"s{s:.2f}")
+    if c["window_spend_over_budget_max"] > 1.25 and budget_managed:
+        flags.append(f"w{c['window_spend_over_budget_max']:.2f}")
+    if c["method"] == "streamal_fixed" and s < 0.9:
+        flags.append(f"({s:.2f})")
+    return text + (" " + " ".join(flags) if flags else "")
+
+
+def _paced(r: dict[str, Any]) -> str:
+    if "best_paced_peer" not in r:
+        return "(none)"
+    return (
+        f"{_label(r['best_paced_peer'])} ({r['diff_points_paced']:+.2f}, "
+        f"{r['f1_diff_points_paced']:+.1f})"
+    )
+
+
+def markdown(
+    cells: list[dict[str, Any]],
+    methods: list[str],
+    checks: dict[str, Any],
+    config: dict[str, Any],
+) -> str:
+    by = {(c["stream"], c["budget"], c["method"]): c for c in cells}
+    streams = [s for s in STREAMS if any(c["stream"] == s for c in cells)]
+    budgets = sorted({c["budget"] for c in cells})
+    lines = [
+        "# Strategy comparison",
+        "",
+        f"{config['events']} events per stream (Phishing: all 1,250), label delay "
+        f'{LABEL_DELAY} events, model `make_model("logreg")` for everyone, mean over '
+        f"{config['seeds']} seed(s). Cells: prequential accuracy % (imbalanced stream and "
+        "Phishing: accuracy % / positive-class F1 %). Flags: `sX` overall spend / B outside "
+        "[0.9, 1.05] (always shown for the unbudgeted River EntropySampler), `wX` max spend in a "
+        "window of 1,000 events / B above 1.25; `(X)` the fixed-threshold strategy's spend "
+        "(allowed to underspend).",
+        "",
+    ]
+    groups = [
+        ("streamal strategies and references", [m for m in methods if m not in PEERS]),
+        ("peers", [m for m in methods if m in PEERS]),
+    ]
+    for title, group in groups:
+        lines += [f"## {title}", ""]
+        lines.append("| stream | B | " + " | ".join(_label(m) for m in group) + " |")
+        lines.append("|---|---:|" + "---:|" * len(group))
+        for stream in streams:
+            for b in budgets:
+                row = [stream, f"{100 * b:g} %"]
+                best = max(
+                    (
+                        by[(stream, b, m)]["accuracy"]
+                        for m in methods
+                        if m != "all_labels" and (stream, b, m) in by
+                    ),
+                    default=math.nan,
+                )
+                for m in group:
+                    c = by.get((stream, b, m))
+                    if c is None:
+                        row.append("–")
+                        continue
+                    text = _cell_text(c, stream in ("imbalanced", "phishing"))
+                    if m != "all_labels" and c["accuracy"] == best:
+                        text = f"**{text}**"
+                    row.append(text)
+                lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    q = checks["quality"]
+    lines += [
+        "## Spend check (streamal budget-managed strategies, every seed)",
+        "",
+        "Acceptance: overall ≤ 1.05 B, every window of 1,000 events ≤ 1.25 B, overall ≥ 0.9 B "
+        "(the fixed threshold may spend less).",
+        "",
+    ]
+    if checks["spend"]:
+        for v in checks["spend"]:
+            lines.append(
+                f"- {v['stream']} B={100 * v['budget']:g} % {v['method']} seed {v['seed']}: "
+                + "; ".join(v["problems"])
+            )
+    else:
+        lines.append("No violations.")
+    lines += [
+        "",
+        f"## Quality check: default strategy (`{q['default']}`) vs best peer within budget",
+        "",
+        "Peers within budget: overall spend ≤ 1.05 B (mean over seeds). Difference in accuracy "
+        "points (positive: streamal ahead); F1 difference against the best-F1 peer.",
+        "",
+        "| stream | B | default acc | best peer | peer acc | Δ acc (pts) | default F1 | "
+        "best-F1 peer | peer F1 | Δ F1 (pts) | best paced peer (Δ acc, Δ F1 pts) | "
+        "best peer at any spend (spend/B, Δ pts) |",
+        "|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|---|",
+    ]
+    for r in q["cells"]:
+        if "best_peer" not in r:
+            lines.append(
+                f"| {r['stream']} | {100 * r['budget']:g} % | "
+                f"{100 * r['default_accuracy']:.1f} | (none) | | | | | | {_paced(r)} | |"
+            )
+            continue
+        lines.append(
+            f"| {r['stream']} | {100 * r['budget']:g} % | {100 * r['default_accuracy']:.2f} | "
+            f"{_label(r['best_peer'])} | {100 * r['best_peer_accuracy']:.2f} | "
+            f"{r['diff_points']:+.2f} | {100 * r['default_f1']:.1f} | "
+            f"{_label(r['best_f1_peer'])} | {100 * r['best_peer_f1']:.1f} | "
+            f"{r['f1_diff_points']:+.1f} | {_paced(r)} | {_label(r['best_peer_any_spend'])} "
+            f"({r['best_peer_any_spend_spend']:.2f}, {r['diff_points_any_spend']:+.2f}) |"
+        )
+    lines += [
+        "",
+        f"Mean accuracy difference: **{q['mean_diff_points']:+.2f} points**; cells within half a "
+        f"point or ahead: {q['cells_within_half_point']} / {q['cells_compared']}.",
+        "",
+        "Against peers that also keep streamal's pacing (every window of 1,000 events ≤ 1.25 B, "
+        f"as well as overall ≤ 1.05 B): mean **{q['mean_diff_points_paced']:+.2f} points**; "
+        f"cells within half a point or ahead: {q['cells_within_half_point_paced']} / "
+        f"{q['cells_compared_paced']}.",
+        "",
+        "## Rankings (mean rank by prequential accuracy over stream x budget cells)",
+        "",
+        "All labels excluded. `cells`: cells where the method competes; `wins`: cells where it is "
+        "first.",
+    ]
+    for ranking in checks["ranking"]:
+        lines += [
+            "",
+            f"### {ranking['name']}",
+            "",
+            "| method | mean rank | mean accuracy | cells | wins |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in ranking["rows"]:
+            lines.append(
+                f"| {_label(r['method'])} | {r['mean_rank']:.2f} | {100 * r['mean_accuracy']:.2f} "
+                f"| {r['cells']} | {r['wins']} |"
+            )
+    lines += [
+        "",
+        f"Wall time: {config['wall_seconds'] / 60:.1f} min on {config['processes']} process(es).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+def write_report(
+    runs: list[dict[str, Any]], config: dict[str, Any], out: str, markdown_path: str
+) -> dict[str, Any]:
+    """Aggregate the runs, check them, and write the JSON and the markdown."""
+    cells = aggregate(runs, config["budgets"])
+    checks = {
+        "spend": spend_check(runs),
+        "quality": quality_check(cells, config["default_strategy"]),
+        "ranking": rankings(cells),
+    }
+    Path(out).write_text(
+        json.dumps({"config": config, "cells": cells, "checks": checks, "runs": runs}, indent=1)
+    )
+    Path(markdown_path).write_text(markdown(cells, config["methods"], checks, config))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", default="0.01,0.05,0.1,0.2")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--streams", default=",".join(STREAMS))
+    parser.add_argument("--methods", default=None, help="comma-separated; default: all")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results.json")
+    parser.add_argument("--markdown", default="benchmarks/results.md")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 events, 1 seed")
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse finished runs from <out>.runs.jsonl"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: rebuild the checks and the markdown from the runs in --out",
+    )
+    args = parser.parse_args(argv)
+    if args.report_only:
+        saved = json.loads(Path(args.out).read_text())
+        checks = write_report(saved["runs"], saved["config"], args.out, args.markdown)
+        _summary(checks, saved["config"]["wall_seconds"])
+        return 0
+    if args.quick:
+        args.events, args.seeds = min(args.events, 2000), 1
+    budgets = [float(b) for b in args.budgets.split(",")]
+    seeds = list(range(1, args.seeds + 1))
+    streams = args.streams.split(",")
+    methods = (
+        args.methods.split(",") if args.methods else [*streamal_methods(), "all_labels", *PEERS]
+    )
+    tasks = plan(streams, budgets, seeds, methods, args.events)
+    log_path = Path(args.out).with_suffix(".runs.jsonl")
+    runs: list[dict[str, Any]] = []
+    if args.resume and log_path.exists():
+        done = [json.loads(line) for line in log_path.read_text().splitlines() if line]
+        wanted = {_key(t[0], t[1], t[2], t[3]) for t in tasks}
+        runs = [r for r in done if _key(r["stream"], r["seed"], r["budget"], r["method"]) in wanted]
+        have = {_key(r["stream"], r["seed"], r["budget"], r["method"]) for r in runs}
+        tasks = [t for t in tasks if _key(t[0], t[1], t[2], t[3]) not in have]
+    elif log_path.exists():
+        log_path.unlink()
+    started = time.perf_counter()
+    print(f"{len(tasks)} runs on {args.processes} process(es)", file=sys.stderr, flush=True)
+    with Pool(args.processes, maxtasksperchild=50) as pool, log_path.open("a") as log:
+        for i, r in enumerate(pool.imap_unordered(run_task, tasks), start=1):
+            runs.append(r)
+            log.write(json.dumps(r) + "\n")
+            log.flush()
+            if i % 20 == 0 or i == len(tasks):
+                elapsed = time.perf_counter() - started
+                print(f"{i}/{len(tasks)} runs, {elapsed / 60:.1f} min", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - started
+    config = {
+        "budgets": budgets,
+        "seeds": len(seeds),
+        "events": args.events,
+        "streams": streams,
+        "methods": methods,
+        "label_delay": LABEL_DELAY,
+        "spend_window": SPEND_WINDOW,
+        "model": 'make_model("logreg")',
+        "measure": "entropy",
+        "default_strategy": Settings().strategy,
+        "tune_prefix": TUNE_PREFIX,
+        "processes": args.processes,
+        "wall_seconds": wall,
+        "cpu_count": os.cpu_count(),
+        "streamal_path": str(Path(streamal.__file__).parent),
+        "streamal_commit": os.environ.get("STREAMAL_COMMIT", "working tree"),
+    }
+    checks = write_report(runs, config, args.out, args.markdown)
+    _summary(checks, wall)
+    return 0
+
+
+def _summary(checks: dict[str, Any], wall: float) -> None:
+    q = checks["quality"]
+    print(
+        f"wall time {wall / 60:.1f} min; spend violations: {len(checks['spend'])}; "
+        f"default vs best peer within budget: {q['mean_diff_points']:+.2f} points on average, "
+        f"{q['cells_within_half_point']}/{q['cells_compared']} cells within half a point; "
+        f"vs best paced peer: {q['mean_diff_points_paced']:+.2f} points, "
+        f"{q['cells_within_half_point_paced']}/{q['cells_compared_paced']} cells",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
