@@ -406,6 +406,16 @@ class Service:
             m.count_label(label.source, "invalid")
             self._dead_letter(record, exc.reason, exc.detail, "labels")
             return
+        except Exception as exc:  # noqa: BLE001 - else this label would stall every replica
+            log.warning(
+                "learning the label at %s/%s failed: %s",
+                record.partition,
+                record.offset,
+                type(exc).__name__,
+            )
+            m.count_label(label.source, "invalid")
+            self._dead_letter(record, "processing_error", type(exc).__name__, "labels")
+            return
         m.count_label(label.source, result.outcome)
         if result.outcome != "learned":
             return

@@ -274,7 +274,10 @@ def prequential(
         if chargeback_delay_seconds is not None and now is not None:
             if is_positive or chargeback_negatives:
                 source = "chargeback" if is_positive else "no_chargeback"
-                delayed = Label(event_id, truth, source, event=dict(event))
+                # The issuer's scoring log keeps the features the event was scored with.
+                delayed = Label(
+                    event_id, truth, source, event=dict(event), features=dict(txn.features)
+                )
                 heapq.heappush(due_times, (now + chargeback_delay_seconds, i, delayed, "", right))
         decision = scored.decision
         while recent_requests and recent_requests[0] <= i - spend_window:

@@ -143,9 +143,12 @@ class ActiveLearner:
             delay = self.clock() - item.requested_at
             return LabelResult("learned", item.reason, item.predicted, label.label, delay)
         if label.event is not None:
-            features = extract_features(label.event, self.schema)
-            if self.features is not None:  # as of now: the history at scoring time is gone
-                features.update(self.features.transform_one(label.event, learn=False))
+            if label.features is not None:
+                features = dict(label.features)
+            else:
+                features = extract_features(label.event, self.schema)
+                if self.features is not None:  # as of now: the history at scoring time is gone
+                    features.update(self.features.transform_one(label.event, learn=False))
             proba = self.model.predict_proba_one(features)
             predicted = max(proba, key=proba.__getitem__)
             self.model.learn_one(features, label.label, weight, label.source)

@@ -322,6 +322,9 @@ class Label:
     source: str = "reviewer"
     labelled_at: float | None = None
     event: dict[str, Any] | None = field(default=None)
+    #: The features the event had when it was scored, where the sender kept them (a scoring
+    #: log); learning from those avoids the skew of features recomputed weeks later.
+    features: dict[str, float] | None = field(default=None)
 
 
 SOURCE_MAX = 32
@@ -332,8 +335,9 @@ def decode_label(
 ) -> Label:
     """Decode and validate one label message (bytes from Kafka or a dict from HTTP).
 
-    >>> decode_label(b'{"event_id": "e1", "label": 1, "source": "chargeback"}', ClassSet())
-    Label(event_id='e1', label=True, source='chargeback', labelled_at=None, event=None)
+    >>> label = decode_label(b'{"event_id": "e1", "label": 1, "source": "chargeback"}', ClassSet())
+    >>> label.event_id, label.label, label.source, label.event
+    ('e1', True, 'chargeback', None)
     """
     body = raw if isinstance(raw, Mapping) else _loads(raw, max_bytes)
     if not isinstance(body, Mapping):
