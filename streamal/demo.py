@@ -48,6 +48,7 @@ from rich.table import Table
 from rich.text import Text
 
 from streamal.adapters.kafka import ensure_topics, make_consumer, make_producer
+from streamal.argtypes import fraction, non_negative, positive_int
 from streamal.config import Settings
 from streamal.core.evaluator import Report, StreamClock, Window, average_precision, prequential
 from streamal.core.fraud_metrics import auc, card_precision_at_k
@@ -73,27 +74,6 @@ RECENT_DAYS = 7
 # ---------------------------------------------------------------------------------- options
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError("must be a number >= 0")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1 (exclusive)")
-    return value
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     """Demo options; the service settings (``--budget``, ``--seed``, ...) are added by the CLI."""
     group = parser.add_argument_group("demo")
@@ -106,13 +86,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--rate",
-        type=_non_negative,
+        type=non_negative,
         default=2000.0,
         help="Transactions per second; 0 = as fast as possible [2000].",
     )
     group.add_argument(
         "--review-delay",
-        type=_non_negative,
+        type=non_negative,
         default=0.5,
         help="Seconds (wall clock) the simulated reviewer takes to answer [0.5].",
     )
@@ -123,21 +103,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="Where to write the curves (PNG) [streamal-demo.png].",
     )
     cards = parser.add_argument_group("demo: --stream cards")
+    cards.add_argument("--customers", type=positive_int, default=500, help="Simulated cards [500].")
     cards.add_argument(
-        "--customers", type=_positive_int, default=500, help="Simulated cards [500]."
-    )
-    cards.add_argument(
-        "--terminals", type=_positive_int, default=1000, help="Simulated terminals [1000]."
+        "--terminals", type=positive_int, default=1000, help="Simulated terminals [1000]."
     )
     cards.add_argument(
         "--days",
-        type=_positive_int,
+        type=positive_int,
         default=30,
         help="Simulated days; a card pays about twice a day [30].",
     )
     cards.add_argument(
         "--fraud-scale",
-        type=_non_negative,
+        type=non_negative,
         default=2.0,
         help="Compromised terminals and cards a day, times the handbook's (scaled to the "
         "population). A month is all build-up, so 2 brings it near the handbook's steady "
@@ -145,27 +123,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     cards.add_argument(
         "--cards-per-day",
-        type=_positive_int,
+        type=positive_int,
         help="k of card precision@k: cards the team reviews a day [customers / 50, like the "
         "handbook's 100 of 5,000].",
     )
     cards.add_argument(
         "--chargeback-days",
-        type=_non_negative,
+        type=non_negative,
         default=7.0,
         help="Every fraud's label also arrives (source chargeback) this many simulated days "
         "later; 0 = no chargebacks [7].",
     )
     synthetic = parser.add_argument_group("demo: --stream synthetic")
     synthetic.add_argument(
-        "--events", type=_positive_int, default=20_000, help="Transactions to produce [20000]."
+        "--events", type=positive_int, default=20_000, help="Transactions to produce [20000]."
     )
     synthetic.add_argument(
-        "--fraud-rate", type=_fraction, default=0.02, help="Share of fraud in the stream [0.02]."
+        "--fraud-rate", type=fraction, default=0.02, help="Share of fraud in the stream [0.02]."
     )
     synthetic.add_argument(
         "--window",
-        type=_positive_int,
+        type=positive_int,
         default=2000,
         help="Events per window of the summary and the learning curves [2000].",
     )

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from streamal import __version__
 from streamal.adapters.sources import Pair, Source, SourceError, open_source
+from streamal.argtypes import fraction, positive_int
 from streamal.config import Settings
 from streamal.core.evaluator import Report, StreamClock, prequential
 from streamal.core.learner import ActiveLearner
@@ -87,20 +88,6 @@ def _label_delay(text: str) -> LabelDelay:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1 (exclusive)")
-    return value
-
-
 def _columns(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
@@ -145,17 +132,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         help="At most this many events [all; 20000 for generators].",
     )
     group.add_argument(
         "--window",
-        type=_positive_int,
+        type=positive_int,
         help="Events per window of the learning curve [--budget-window].",
     )
     group.add_argument(
         "--fraud-rate",
-        type=_fraction,
+        type=fraction,
         default=0.02,
         help="Share of fraud in synthetic:transactions [0.02].",
     )
@@ -167,7 +154,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--cards-per-day",
-        type=_positive_int,
+        type=positive_int,
         help="Report the fraud team's daily figures for k reviewed cards (card precision@k); "
         "needs --card-field and --time-column [preset's, else off].",
     )

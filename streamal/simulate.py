@@ -15,7 +15,6 @@ import csv
 import datetime as dt
 import gzip
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +22,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
+from streamal.argtypes import non_negative, positive_int
 from streamal.config import Settings
 from streamal.core.messages import encode
 from streamal.core.simulator import SimulatorConfig, Truth, simulate
@@ -50,20 +50,6 @@ HANDBOOK_COLUMNS = (
 )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError("must be a number >= 0")
-    return value
-
-
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -81,17 +67,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Simulation options; ``--seed`` and the Kafka settings come from the service settings."""
     group = parser.add_argument_group("simulate")
     group.add_argument(
-        "--days", type=_positive_int, default=_DEFAULTS.days, help="Days to simulate [183]."
+        "--days", type=positive_int, default=_DEFAULTS.days, help="Days to simulate [183]."
     )
     group.add_argument(
         "--customers",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULTS.n_customers,
         help="Customers (cards) [5000]; compromises per day scale with the population, so "
         "the fraud rates stay the handbook's.",
     )
     group.add_argument(
-        "--terminals", type=_positive_int, default=_DEFAULTS.n_terminals, help="Terminals [10000]."
+        "--terminals", type=positive_int, default=_DEFAULTS.n_terminals, help="Terminals [10000]."
     )
     group.add_argument(
         "--start",
@@ -101,7 +87,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="First simulated day, UTC [2018-04-01].",
     )
     group.add_argument(
-        "--limit", type=_positive_int, help="Stop after this many transactions [all days]."
+        "--limit", type=positive_int, help="Stop after this many transactions [all days]."
     )
     group.add_argument(
         "--out",
@@ -118,7 +104,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--rate",
-        type=_non_negative,
+        type=non_negative,
         default=0.0,
         help="Events per second to Kafka; 0 = as fast as possible [0].",
     )
