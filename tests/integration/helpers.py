@@ -190,6 +190,33 @@ def wait_until(
         time.sleep(interval)
 
 
+def whole_topic_consumer(bootstrap: str, topic: str) -> KafkaConsumer:
+    """A consumer assigned every partition of ``topic``, from the beginning, without a group."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
+        max_poll_records=5000,
+    )
+    try:
+        partitions: set[int] | None = None
+        deadline = time.monotonic() + 15
+        while not partitions and time.monotonic() < deadline:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                time.sleep(0.05)
+        assert partitions, f"topic {topic} does not exist"
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer
+
+
 class TopicReader:
     """Reads a whole topic from its first record, without a consumer group (no join wait).
 
@@ -198,28 +225,7 @@ class TopicReader:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
-            max_poll_records=5000,
-        )
-        try:
-            partitions: set[int] | None = None
-            deadline = time.monotonic() + 10
-            while not partitions and time.monotonic() < deadline:
-                partitions = self.consumer.partitions_for_topic(topic)
-                if not partitions:
-                    time.sleep(0.05)
-            assert partitions, f"topic {topic} does not exist"
-            assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-            self.consumer.assign(assigned)
-            self.consumer.seek_to_beginning(*assigned)
-        except BaseException:
-            self.consumer.close()
-            raise
+        self.consumer = whole_topic_consumer(bootstrap, topic)
 
     def poll(self, timeout_ms: int = 100) -> list[Any]:
         """The next records (``ConsumerRecord``s, value as bytes), possibly none."""

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from helpers import TopicNames, wait_until
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from helpers import TopicNames, wait_until, whole_topic_consumer
+from kafka import KafkaProducer
 
 from streamal.adapters import checkpoint
 from streamal.adapters.checkpoint import DirectoryStore
@@ -316,33 +316,6 @@ class Reviewer(threading.Thread):
         self._producer.close(timeout=10)
         if self.error is not None:
             raise self.error
-
-
-def whole_topic_consumer(bootstrap: str, topic: str) -> KafkaConsumer:
-    """A consumer assigned every partition of ``topic``, from the beginning, without a group."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=50,
-        max_poll_records=5000,
-    )
-    try:
-        partitions: set[int] | None = None
-        deadline = time.monotonic() + 15
-        while not partitions and time.monotonic() < deadline:
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                time.sleep(0.05)
-        assert partitions, f"topic {topic} does not exist"
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-    except BaseException:
-        consumer.close()
-        raise
-    return consumer
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
