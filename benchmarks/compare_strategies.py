@@ -53,8 +53,14 @@ BUDGET_FREE = ("all_labels", "river_entropy")
 MAY_UNDERSPEND = ("fixed",)
 
 
+#: streamal methods that pair a strategy with another measure than entropy: name -> (strategy,
+#: measure). ``pal`` is probabilistic active learning behind the quantile filter, the pairing
+#: scikit-activeml's PAL uses (its utilities have no fixed scale for a variable threshold).
+MEASURE_METHODS = {"streamal_pal": ("quantile", "pal")}
+
+
 def streamal_methods() -> list[str]:
-    return [f"streamal_{s}" for s in STRATEGIES]
+    return [f"streamal_{s}" for s in STRATEGIES] + list(MEASURE_METHODS)
 
 
 # --------------------------------------------------------------------------------------- streams
@@ -116,8 +122,10 @@ def _model() -> OnlineModel:
 def _gate(method: str, budget: float | None, seed: int, model: OnlineModel, **extra: Any) -> Any:
     if method.startswith("streamal_"):
         assert budget is not None
-        strategy = method.removeprefix("streamal_")
-        return build_gate(strategy, "entropy", budget, SPEND_WINDOW, model=model.model, seed=seed)
+        strategy, measure = MEASURE_METHODS.get(
+            method, (method.removeprefix("streamal_"), "entropy")
+        )
+        return build_gate(strategy, measure, budget, SPEND_WINDOW, model=model.model, seed=seed)
     if method == "all_labels":
         return AllLabelsGate()
     scaler = model.model["StandardScaler"]

@@ -84,7 +84,9 @@ class Settings(BaseSettings):
     )
 
     # Model and gate
-    model: Literal["logreg", "hat", "arf", "gnb"] = Field("logreg", description="River model.")
+    model: Literal["logreg", "hat", "arf", "gnb", "logreg-slow"] = Field(
+        "logreg", description="River model."
+    )
     strategy: Literal["variable", "random", "fixed", "randomized", "split", "quantile", "fraud"] = (
         Field("variable", description="Query strategy of the gate (see the README).")
     )
@@ -96,6 +98,7 @@ class Settings(BaseSettings):
         "kl_divergence",
         "density",
         "gradient",
+        "pal",
     ] = Field("entropy", description="Informativeness measure of the uncertainty lane.")
     budget: float = Field(0.02, gt=0.0, le=1.0, description="Share of events sent to review.")
     budget_window: int = Field(
@@ -113,7 +116,14 @@ class Settings(BaseSettings):
         ge=0.0,
         le=1.0,
         description="Share of the budget for the highest-risk events; unset: the strategy's "
-        "own (fraud 0.3, others 0).",
+        "own (fraud 0.3, others 0). Ignored with alert_cards_per_day.",
+    )
+    alert_cards_per_day: int | None = Field(
+        None,
+        ge=1,
+        description="Daily alert lane: each UTC day of event time, the riskiest cards, at most "
+        "this many, each once, go to review (reason exploit; needs card_field), and the rest of "
+        "the budget to the exploration lanes; unset: the exploit share.",
     )
     labels_per_hour: float | None = Field(
         None, gt=0.0, description="Reviewer capacity: at most this many requests an hour."

@@ -39,6 +39,7 @@ from streamal.adapters.kafka import dead_letter_record, ensure_topics, make_cons
 from streamal.adapters.metrics import Metrics
 from streamal.config import Settings
 from streamal.core.features import FeatureSpec, TransactionFeatures
+from streamal.core.fraud_tracker import FraudTracker
 from streamal.core.label_policy import SourceSplit, parse_weights
 from streamal.core.learner import UNREQUESTED, ActiveLearner
 from streamal.core.messages import (
@@ -118,6 +119,7 @@ def build_learner(
         max_open_reviews=settings.max_open_reviews,
         open_reviews=pending.__len__,
         clock=clock,
+        alert_cards_per_day=settings.alert_cards_per_day,
     )
     return ActiveLearner(
         model,
@@ -127,6 +129,7 @@ def build_learner(
         clock=clock,
         features=features,
         source_weights=parse_weights(settings.source_weights),
+        card_field=settings.card_field,
     )
 
 
@@ -141,7 +144,15 @@ class Service:
         self.settings = settings
         self.classes = ClassSet(settings.classes or None)
         self.learner = build_learner(settings, self.classes)
-        self.metrics = metrics or Metrics(self.classes, settings.label_sources)
+        self.metrics = metrics or Metrics(
+            self.classes,
+            settings.label_sources,
+            fraud=FraudTracker(
+                card_field=settings.card_field,
+                amount_field=settings.amount_field,
+                time_field=settings.time_field,
+            ),
+        )
         self.metrics.budget_ratio.set(settings.budget)
         self._names = [(c, ClassSet.name(c)) for c in self.classes.classes]
         self._stop = threading.Event()
@@ -400,6 +411,7 @@ class Service:
 
     def _apply_label(self, record: ConsumerRecord, label: Label) -> None:
         m = self.metrics
+        item = self.learner.pending.get(label.event_id)  # its request-time score, for metrics
         try:
             result = self.learner.learn(label)
         except InvalidMessage as exc:  # a carried event that does not decode
@@ -426,6 +438,7 @@ class Service:
             m.label_delay.observe(max(0.0, result.delay))
         assert result.lane is not None
         m.count_outcome(result.lane, result.predicted, result.actual)
+        m.count_learned(label, result, item)
         m.backlog.set(len(self.learner.pending))
         self._update_accuracy()
 

@@ -22,6 +22,17 @@ burst in any window. The ``budget`` object passed in is the overall cap on every
 the spend gauge reads; it and the capacity constraints (labels per hour, open reviews) can veto
 any request (a vetoed random pick is made up at the next event allowed, which depends on time
 only). Budget is charged when a label is requested, not when it arrives.
+
+With a :class:`~streamal.core.alerts.DailyAlerts` (``alerts``), the exploit lane is a fraud
+team's daily alert list instead of a share of the budget: each UTC day of event time the riskiest
+cards, at most ``k``, each once, are requested (reason ``exploit``); :meth:`Gate.decide` then needs
+each event's ``card`` and ``time``. The alerts draw on the selective lanes' bucket, which may run
+into debt by the lane's slack (so a risky card is not turned away because the uncertainty lane
+just spent the last token); the uncertainty lane asks again only once the debt is repaid, so it
+gets the remainder of the budget and the total stays about ``B`` per event. Alerts, and random
+picks, are vetoed by the capacity constraints and by their own lane's bound (the debt limit, the
+random schedule), not by the overall budget's short-term bucket, which alerts may overdraw: after
+``n`` events the total is at most ``B·n`` plus the slack plus one.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import random
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
+from streamal.core.alerts import DailyAlerts
 from streamal.core.budget import Budget, FractionBudget
 from streamal.core.capacity import Constraint
 from streamal.core.measures import Proba
@@ -76,6 +88,14 @@ class Lane:
     budget: FractionBudget | None
 
 
+class _SelectiveBucket(FractionBudget):
+    """The selective lanes' shared bucket, which the alert lane may overdraw by ``credit``."""
+
+    def allows_credit(self, credit: float) -> bool:
+        tokens = self._tokens + self.fraction
+        return min(tokens, self.burst) >= 1.0 - credit - 1e-9
+
+
 class Gate:
     """Budgeted, multi-lane query gate.
 
@@ -107,6 +127,8 @@ class Gate:
     scorer
         Informativeness of an event for the uncertainty lane, when a plain measure is not enough
         (committee, density weighting, expected model change).
+    alerts
+        Daily card alert lane, in place of the exploit share (which must then be 0).
 
     Examples
     --------
@@ -131,7 +153,10 @@ class Gate:
         positive: Hashable = True,
         constraints: Sequence[Constraint] = (),
         scorer: Scorer | None = None,
+        alerts: DailyAlerts | None = None,
     ) -> None:
+        if alerts is not None and exploit_share > 0:
+            raise ValueError("the daily alert lane replaces the exploit share: set one of them")
         for name, share in (("random_share", random_share), ("exploit_share", exploit_share)):
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {share}")
@@ -144,6 +169,9 @@ class Gate:
         self.exploit_share = exploit_share
         self.positive = positive
         self.constraints = list(constraints)
+        #: The daily card alert lane (the exploit lane when set).
+        self.alerts = alerts
+        self._risk = RiskScorer(positive)
         self._rng = random.Random(seed)
         # Random picks that a capacity constraint vetoed, made up at the next event it allows:
         # which event that is depends only on time, never on the event, so the lane stays fair.
@@ -190,9 +218,9 @@ class Gate:
         """
         return max(1.0, 0.1 * self.budget.fraction * self._window)
 
-    def _selective_bucket(self, fraction: float) -> FractionBudget:
+    def _selective_bucket(self, fraction: float) -> _SelectiveBucket:
         rate = max(1e-9, fraction * (1.0 - self.random_share))
-        return FractionBudget(min(1.0, rate), self._window, burst=self._burst, track_spend=False)
+        return _SelectiveBucket(min(1.0, rate), self._window, burst=self._burst, track_spend=False)
 
     def _bind_rates(self) -> None:
         for lane in self.lanes:
@@ -207,9 +235,25 @@ class Gate:
                 return value
         return math.nan
 
-    def decide(self, proba: Proba, x: Mapping[str, float] | None = None) -> Decision:
-        """Decide for one event and charge the budget if the answer is to ask."""
-        decision = self._decide(proba, x)
+    def decide(
+        self,
+        proba: Proba,
+        x: Mapping[str, float] | None = None,
+        *,
+        card: Hashable | None = None,
+        time: float | None = None,
+    ) -> Decision:
+        """Decide for one event and charge the budget if the answer is to ask.
+
+        ``card`` and ``time`` (event time, epoch seconds) feed the daily alert lane; without
+        one they are ignored, and an event without a card is never alerted.
+        """
+        if self.alerts is not None:
+            risk = self._risk(proba, x)
+            self.alerts.observe(card, risk, time)
+            decision = self._decide(proba, x, card, risk)
+        else:
+            decision = self._decide(proba, x)
         self.budget.record(decision.ask)
         self._selective.record(decision.ask and decision.reason != "random")
         for constraint in self.constraints:
@@ -219,11 +263,22 @@ class Gate:
                 lane.budget.record(decision.reason == lane.name)
         return decision
 
-    def _decide(self, proba: Proba, x: Mapping[str, float] | None) -> Decision:
-        capacity = self.budget.allows() and all(c.allows() for c in self.constraints)
+    def _decide(
+        self,
+        proba: Proba,
+        x: Mapping[str, float] | None,
+        card: Hashable | None = None,
+        risk: float = math.nan,
+    ) -> Decision:
+        allowed = all(c.allows() for c in self.constraints)
+        capacity = allowed and self.budget.allows()
         selective = capacity and self._selective.allows()
+        # With alerts, which may overdraw the overall bucket, the random lane's schedule (r·B)
+        # is its bound, so the alerts' debt never delays a random pick.
+        random_capacity = allowed if self.alerts is not None else capacity
         score = math.nan
         last_scorer: Scorer | None = None
+        alert_pending = self.alerts is not None
         for lane in self.lanes:
             if lane.scorer is not last_scorer:  # lanes sharing a scorer compute it once
                 score = lane.scorer(proba, x)
@@ -231,13 +286,17 @@ class Gate:
             strategy = lane.strategy
             if lane.budget is None:  # the random lane: its own stratified schedule
                 ask, probability = strategy.propose(score)
-                if ask and not capacity:
+                if ask and not random_capacity:
                     self._random_owed += 1
-                elif capacity and (ask or self._random_owed):
+                elif random_capacity and (ask or self._random_owed):
                     if not ask:
                         self._random_owed -= 1
                     return Decision(True, lane.name, probability, score)
                 continue
+            if alert_pending:  # the alert lane goes before the first selective lane
+                alert_pending = False
+                if allowed and self._alert(card, risk):
+                    return Decision(True, "exploit", 1.0, risk)
             # The controller reads the bucket that binds, the emptier of the lane's and the
             # shared one (reading only its lane's, it ran away while the shared one vetoed);
             # but while the lane's own share is going to waste, that is what it must hear.
@@ -251,7 +310,28 @@ class Gate:
             strategy.update(score, ask, allowed=True, pressure=pressure)
             if ask:
                 return Decision(True, lane.name, probability, score)
+        if alert_pending and allowed and self._alert(card, risk):  # no selective lane at all
+            return Decision(True, "exploit", 1.0, risk)
         return Decision(False, None, 0.0, 0.0 if math.isnan(score) else score)
+
+    def _alert(self, card: Hashable | None, risk: float) -> bool:
+        """The alert lane: alert ``card`` if the lane wants it and the bucket's credit allows."""
+        alerts = self.alerts
+        if alerts is None or card is None or not alerts.wants(card, risk):
+            return False
+        if not self._selective.allows_credit(alerts.slack):
+            return False
+        alerts.alert(card)
+        return True
+
+    def learn_one(self, x: Mapping[str, float], y: Hashable) -> None:
+        """A label arrived: scorers that keep statistics of labelled data (PAL) take it in."""
+        seen: set[int] = set()
+        for lane in self.lanes:
+            learn = getattr(lane.scorer, "learn_one", None)
+            if learn is not None and id(lane.scorer) not in seen:
+                seen.add(id(lane.scorer))
+                learn(x, y)
 
     def set_budget(self, fraction: float) -> None:
         """Change the budget fraction at run time (every lane keeps its share)."""
@@ -273,6 +353,8 @@ class Gate:
 
     def __repr__(self) -> str:
         lanes = ", ".join(f"{lane.name}={lane.share:g}" for lane in self.lanes)
+        if self.alerts is not None:
+            lanes += f", alerts={self.alerts.k}/day"
         return (
             f"Gate(budget={self.budget.fraction}, measure={self.measure_name!r}, lanes=[{lanes}], "
             f"threshold={self.threshold:.4g})"

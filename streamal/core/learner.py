@@ -63,6 +63,9 @@ class ActiveLearner:
         How to read features from a label that carries its own event.
     clock
         Wall clock, injectable for tests.
+    card_field
+        Event field with the card id, for a gate with a daily card alert lane (``gate.alerts``):
+        the gate then gets each event's card and event time (the clock's when it has none).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class ActiveLearner:
         clock: Callable[[], float] = time.time,
         features: TransactionFeatures | None = None,
         source_weights: Mapping[str, float] | None = None,
+        card_field: str | None = None,
     ) -> None:
         self.model = model
         self.gate = gate
@@ -84,6 +88,9 @@ class ActiveLearner:
         self.features = features
         #: Learning weight per label source (1 for sources not listed).
         self.source_weights: dict[str, float] = dict(source_weights or {})
+        if getattr(gate, "alerts", None) is not None and not card_field:
+            raise ValueError("the daily card alert lane needs the card field (card_field)")
+        self.card_field = card_field
         #: Prequential accuracy on labelled events, by lane (prediction made at scoring time).
         self.accuracy: dict[str, Proportion] = {}
 
@@ -103,7 +110,12 @@ class ActiveLearner:
         proba = model.predict_proba_one(txn.features)
         version = model.version
         predicted = max(proba, key=proba.__getitem__)
-        decision = self.gate.decide(proba, txn.features)
+        if getattr(self.gate, "alerts", None) is None:  # other gates take (proba, x) only
+            decision = self.gate.decide(proba, txn.features)
+        else:
+            when = txn.timestamp if txn.timestamp is not None else self.clock()
+            card = self._card(txn.event)
+            decision = self.gate.decide(proba, txn.features, card=card, time=when)
         if decision.ask:
             assert decision.reason is not None
             self.pending.add(
@@ -138,6 +150,7 @@ class ActiveLearner:
         weight = self.source_weights.get(label.source, 1.0)
         if item is not None:
             self.model.learn_one(item.features, label.label, weight, label.source)
+            self._teach_gate(item.features, label.label)
             self._track(item.reason, item.predicted, label.label)
             self._feed_features(item.event or label.event, label)
             delay = self.clock() - item.requested_at
@@ -152,15 +165,31 @@ class ActiveLearner:
             proba = self.model.predict_proba_one(features)
             predicted = max(proba, key=proba.__getitem__)
             self.model.learn_one(features, label.label, weight, label.source)
+            self._teach_gate(features, label.label)
             pending.mark_resolved(label.event_id)
             self._feed_features(label.event, label)
             self._track(UNREQUESTED, predicted, label.label)
             return LabelResult("learned", UNREQUESTED, predicted, label.label)
         return LabelResult("orphan", actual=label.label)
 
+    def _teach_gate(self, x: Mapping[str, float], y: Hashable) -> None:
+        # Gates that learn from labels (PAL's label counts) have ``learn_one``; others need not.
+        learn = getattr(self.gate, "learn_one", None)
+        if learn is not None:
+            learn(x, y)
+
+    def _card(self, event: Mapping[str, Any] | None) -> Hashable | None:
+        card = event.get(self.card_field) if event is not None and self.card_field else None
+        return card if card is None or isinstance(card, Hashable) else str(card)
+
     def _feed_features(self, event: dict[str, Any] | None, label: Label) -> None:
+        fraud = label.label == self.model.positive
         if self.features is not None and event is not None:
-            self.features.learn_label(event, fraud=label.label == self.model.positive)
+            self.features.learn_label(event, fraud=fraud)
+        alerts = getattr(self.gate, "alerts", None)
+        card = self._card(event)
+        if fraud and alerts is not None and card is not None:  # a known compromised card
+            alerts.compromised(card)
 
     def _track(self, lane: str, predicted: Hashable, actual: Hashable) -> None:
         stats = self.accuracy.get(lane)

@@ -89,6 +89,11 @@ class PendingStore:
                 self._remember(event_id)
             return item
 
+    def get(self, event_id: str) -> PendingItem | None:
+        """The open request for ``event_id``, left open (None if unknown)."""
+        with self._lock:
+            return self._items.get(event_id)
+
     def mark_resolved(self, event_id: str) -> None:
         """Remember an id learned without an open request (a label that carried its event)."""
         with self._lock:

@@ -18,7 +18,8 @@ Strategies (the uncertainty lane's decision rule, and the lane mix):
 Measures (the uncertainty lane's informativeness): ``entropy``, ``least_confidence``, ``margin``;
 ``vote_entropy`` and ``kl_divergence`` (query by committee, ensemble models); ``density``
 (entropy weighted by typicality, :mod:`streamal.core.density`); ``gradient`` (expected model
-change, logistic regression only).
+change, logistic regression only); ``pal`` (probabilistic active learning: expected accuracy gain
+from the label counts near the event, :mod:`streamal.core.pal`).
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from streamal.core.alerts import DailyAlerts
 from streamal.core.budget import FractionBudget
 from streamal.core.capacity import BacklogCap, Constraint, TokenBucket
 from streamal.core.gate import Gate, Scorer
 from streamal.core.measures import MEASURES
+from streamal.core.pal import PALScorer
 from streamal.core.scorers import CommitteeScorer, DensityScorer, GradientScorer, MeasureScorer
 from streamal.core.strategies import (
     FixedThreshold,
@@ -43,7 +46,7 @@ from streamal.core.strategies import (
 __all__ = ["MEASURE_NAMES", "STRATEGIES", "build_gate", "make_scorer"]
 
 STRATEGIES = ("random", "fixed", "variable", "randomized", "split", "quantile", "fraud")
-MEASURE_NAMES = (*MEASURES, "vote_entropy", "kl_divergence", "density", "gradient")
+MEASURE_NAMES = (*MEASURES, "vote_entropy", "kl_divergence", "density", "gradient", "pal")
 
 
 def make_scorer(measure: str, model: Any, n_classes: int, positive: Hashable) -> Scorer:
@@ -60,6 +63,8 @@ def make_scorer(measure: str, model: Any, n_classes: int, positive: Hashable) ->
         return DensityScorer(n_classes)
     if measure == "gradient":
         return GradientScorer(model, positive)
+    if measure == "pal":
+        return PALScorer()
     raise ValueError(f"unknown measure {measure!r}; choose one of {list(MEASURE_NAMES)}")
 
 
@@ -80,10 +85,14 @@ def build_gate(
     max_open_reviews: int | None = None,
     open_reviews: Callable[[], int] | None = None,
     clock: Callable[[], float] = time.time,
+    alert_cards_per_day: int | None = None,
 ) -> Gate:
     """Build the gate for a named strategy and measure (see the module docstring).
 
     ``random_share`` and ``exploit_share`` override the strategy's lane mix.
+    ``alert_cards_per_day`` replaces the exploit lane by the daily card alert lane
+    (:class:`~streamal.core.alerts.DailyAlerts`); ``exploit_share`` is then ignored, and the
+    uncertainty lane has the budget that the random lane and the alerts leave.
 
     >>> build_gate("fraud", budget=0.05)
     Gate(budget=0.05, measure='entropy', lanes=[random=0.1, exploit=0.3, uncertainty=0.6], ...)
@@ -95,6 +104,10 @@ def build_gate(
         mix[0] if random_share is None else random_share,
         mix[1] if exploit_share is None else exploit_share,
     )
+    alerts = None
+    if alert_cards_per_day:  # the daily alert lane is the exploit lane: no exploit share
+        alerts = DailyAlerts(alert_cards_per_day)
+        shares = (shares[0], 0.0)
     lane_strategy: Strategy
     if strategy == "fixed":
         lane_strategy = FixedThreshold(0.9)
@@ -126,4 +139,5 @@ def build_gate(
         positive=positive,
         constraints=constraints,
         scorer=make_scorer(measure, model, n_classes, positive),
+        alerts=alerts,
     )

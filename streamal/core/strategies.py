@@ -221,14 +221,21 @@ class QuantileThreshold(Strategy):
     window, asked or not, vetoed or not: the window describes the stream, not the decisions.
     A window lags when the scores fall as the model learns (stale high scores hold the quantile
     up), so the rate is steered by the budget's fill level with an integral controller: the
-    effective rate is multiplied by ``1 + gain·(pressure - ½)`` after every event, rising while
-    the lane's budget fills up and falling while it drains. The budget then hovers half full and
-    the spend settles at the rate whatever the window holds.
+    effective rate is multiplied by ``1 + gain·(pressure - fill)`` after every event, rising while
+    the lane's budget is fuller than ``fill`` and falling while it is emptier. The spend then
+    settles at the rate whatever the window holds. The set point is below half (0.3) because
+    tokens are lost only while the bucket is full: at ½ the lanes sat on a full bucket often
+    enough to spend 0.92-0.96 B; at 0.3 they spend 0.96-1.0 B with the same window maxima
+    (benchmark streams, B = 1-20 %).
 
     Parameters
     ----------
     window
         Number of recent scores over which the quantile is taken.
+    gain
+        Controller gain per event.
+    fill
+        The budget's fill level (``pressure``) the controller steers to.
 
     Examples
     --------
@@ -244,9 +251,10 @@ class QuantileThreshold(Strategy):
     99
     """
 
-    def __init__(self, window: int = 1000, gain: float = 0.05) -> None:
+    def __init__(self, window: int = 1000, gain: float = 0.05, fill: float = 0.3) -> None:
         self.window = window
         self.gain = gain
+        self.fill = fill
         self._recent: deque[float] = deque()
         self._sorted: list[float] = []
         self._boost = 1.0  # the controller's correction of the rate
@@ -267,10 +275,10 @@ class QuantileThreshold(Strategy):
         return ask, 1.0 if ask else 0.0
 
     def update(
-        self, score: float, asked: bool, allowed: bool = True, pressure: float = 0.5
+        self, score: float, asked: bool, allowed: bool = True, pressure: float | None = None
     ) -> None:
-        if self.rate > 0.0:
-            boost = self._boost * (1.0 + self.gain * (pressure - 0.5))
+        if self.rate > 0.0 and pressure is not None:  # no budget to read: the quantile alone
+            boost = self._boost * (1.0 + self.gain * (pressure - self.fill))
             self._boost = min(1.0 / self.rate, max(0.1, boost))
         self._recent.append(score)
         bisect.insort(self._sorted, score)

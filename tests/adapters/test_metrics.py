@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from prometheus_client import generate_latest
@@ -10,7 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamal.adapters.kafka import dead_letter_record
 from streamal.adapters.metrics import Metrics
-from streamal.core.messages import ClassSet
+from streamal.core.fraud_tracker import FraudFigures, FraudTracker
+from streamal.core.learner import LabelResult
+from streamal.core.messages import ClassSet, Label
+from streamal.core.pending import PendingItem
 
 #: The table in DESIGN.md / the README: exposition name, type, label names.
 CONTRACT = [
@@ -29,6 +33,17 @@ CONTRACT = [
     ("streamal_model_updates_total", "counter", set()),
     ("streamal_consumer_lag", "gauge", {"topic", "partition"}),
     ("streamal_checkpoint_last_success_timestamp_seconds", "gauge", set()),
+    ("streamal_label_source_outcomes_total", "counter", {"source", "predicted", "actual"}),
+    ("streamal_model_accuracy_by_source", "gauge", {"source"}),
+    ("streamal_fraud_amount_caught_total", "counter", set()),
+    ("streamal_fraud_amount_missed_total", "counter", set()),
+    ("streamal_fraud_card_precision_at_k", "gauge", {"day"}),
+    ("streamal_fraud_reviewed_cards", "gauge", {"day"}),
+    ("streamal_fraud_alert_precision", "gauge", set()),
+    ("streamal_fraud_card_recall", "gauge", set()),
+    ("streamal_fraud_score_auc", "gauge", {"estimator"}),
+    ("streamal_fraud_score_average_precision", "gauge", {"estimator"}),
+    ("streamal_fraud_window_labels", "gauge", {"estimator"}),
 ]
 
 
@@ -124,6 +139,99 @@ def test_multiclass_outcomes() -> None:
     assert {dict(k)["actual"] for k in outcomes} == {"a", "b", "c"}
     assert outcomes[(("actual", "c"), ("lane", "uncertainty"), ("predicted", "a"))] == 1.0
     assert {dict(k)["source"] for k in _samples(m, "streamal_labels_total")} == {"other"}
+
+
+DAY = 1_522_540_800.0  # 2018-04-01 00:00 UTC
+
+
+def _learn(
+    m: Metrics,
+    card: str,
+    fraud: bool,
+    lane: str,
+    score: float | None,
+    source: str = "reviewer",
+    predicted: bool | None = None,
+    amount: float = 10.0,
+) -> None:
+    """A learned label as the service reports it: with its open request unless unrequested."""
+    event = {"card": card, "t": DAY, "amt": amount}
+    eid = f"{card}-{lane}-{score}-{fraud}"
+    predicted = (score or 0.0) >= 0.5 if predicted is None else predicted
+    item = None
+    if score is not None:
+        proba = {True: score, False: 1 - score}
+        item = PendingItem(eid, {}, proba, predicted, lane, 1.0, 0, DAY + 60, event)
+    label = Label(eid, fraud, source, event=None if item else event)
+    m.count_learned(label, LabelResult("learned", lane, predicted, fraud, 1.0), item)
+
+
+def test_learned_labels_feed_source_accuracy_and_fraud_figures() -> None:
+    m = Metrics(
+        ClassSet(),
+        ["reviewer", "chargeback"],
+        fraud=FraudTracker(k=2, card_field="card", amount_field="amt", time_field="t"),
+    )
+    _learn(m, "a", True, "exploit", 0.9, amount=100.0)
+    _learn(m, "b", False, "exploit", 0.8)
+    _learn(m, "c", True, "random", 0.3, amount=5.0)
+    _learn(m, "d", False, "random", 0.1)
+    _learn(m, "e", True, "unrequested", None, "chargeback", predicted=False, amount=40.0)
+    _learn(m, "f", True, "uncertainty", 0.6, "mallory", predicted=True)
+    outcomes = _samples(m, "streamal_label_source_outcomes_total")
+    reviewer_hits = outcomes[(("actual", "true"), ("predicted", "true"), ("source", "reviewer"))]
+    assert reviewer_hits == 1.0
+    assert outcomes[(("actual", "true"), ("predicted", "false"), ("source", "chargeback"))] == 1.0
+    assert outcomes[(("actual", "true"), ("predicted", "true"), ("source", "other"))] == 1.0
+    assert sum(outcomes.values()) == 6.0
+    accuracy = _samples(m, "streamal_model_accuracy_by_source")
+    assert accuracy[(("source", "reviewer"),)] == 0.5  # a, d right; b, c wrong
+    assert accuracy[(("source", "chargeback"),)] == 0.0
+    assert accuracy[(("source", "other"),)] == 1.0
+    assert _samples(m, "streamal_fraud_amount_caught_total") == {(): 115.0}
+    assert _samples(m, "streamal_fraud_amount_missed_total") == {(): 40.0}
+    assert _samples(m, "streamal_fraud_alert_precision") == {(): 0.5}
+    assert _samples(m, "streamal_fraud_card_recall") == {(): 0.75}  # e was missed
+    # The day's 2 riskiest labelled cards: a (fraud) and b.
+    precision = _samples(m, "streamal_fraud_card_precision_at_k")
+    assert precision[(("day", "current"),)] == 0.5
+    assert math.isnan(precision[(("day", "previous"),)])
+    assert _samples(m, "streamal_fraud_reviewed_cards")[(("day", "current"),)] == 5.0
+    auc = _samples(m, "streamal_fraud_score_auc")
+    assert auc[(("estimator", "labeled"),)] == pytest.approx(4 / 6)  # c and f rank below b
+    assert auc[(("estimator", "random_lane"),)] == 1.0
+    assert _samples(m, "streamal_fraud_window_labels") == {
+        (("estimator", "labeled"),): 5.0,
+        (("estimator", "random_lane"),): 2.0,
+    }
+    assert "k=2" in generate_latest(m.registry).decode()
+
+
+class _CountingTracker(FraudTracker):
+    computed = 0
+
+    def figures(self) -> FraudFigures:
+        figures = super().figures()
+        if figures is not self._last:
+            self.computed += 1
+        self._last = figures
+        return figures
+
+    _last: FraudFigures | None = None
+
+
+def test_fraud_gauges_are_computed_at_scrape_time_and_only_after_new_labels() -> None:
+    tracker = _CountingTracker()
+    m = Metrics(ClassSet(), ["reviewer"], fraud=tracker)
+    assert tracker.computed == 0, "registering the collector must not compute"
+    generate_latest(m.registry)
+    generate_latest(m.registry)
+    assert tracker.computed == 1
+    _learn(m, "a", True, "random", 0.9)
+    _learn(m, "b", True, "random", 0.8)
+    assert tracker.computed == 1, "labels alone do not rank the window"
+    generate_latest(m.registry)
+    assert tracker.computed == 2
 
 
 def test_lag_and_gauges(metrics: Metrics) -> None:

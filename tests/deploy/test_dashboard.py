@@ -117,6 +117,13 @@ def test_queries_use_only_metric_names_the_service_exports(rendered: Render) -> 
         "streamal_consumer_lag",
         "streamal_dead_letters_total",
         "streamal_checkpoint_last_success_timestamp_seconds",
+        "streamal_fraud_card_precision_at_k",
+        "streamal_fraud_score_auc",
+        "streamal_fraud_score_average_precision",
+        "streamal_fraud_alert_precision",
+        "streamal_fraud_card_recall",
+        "streamal_fraud_amount_caught_total",
+        "streamal_label_source_outcomes_total",
     ):
         assert needed in used, needed
 

@@ -145,6 +145,74 @@ def test_post_label_is_learned(
     assert learned == learned_before + 1
 
 
+def test_fraud_metrics_follow_the_labels(
+    client: httpx.Client, service: Service, open_reviews: list[str]
+) -> None:
+    """Labels by source reach the per-source and fraud metrics of the live ``/metrics``.
+
+    Events here have no card field (each is its own card) and no time (their day is the request
+    day); amounts are 20 + their index.
+    """
+    caught, missed = open_reviews[0], f"cb-{uuid.uuid4().hex[:8]}"
+    before = client.get("/metrics").text
+
+    def value(text: str, name: str, **labels: str) -> float:
+        return metric_sum(text, name, **labels)
+
+    cards_before = value(before, "streamal_fraud_reviewed_cards", day="current")
+    cp_before = value(before, "streamal_fraud_card_precision_at_k", day="current")
+    labels = [
+        {"event_id": caught, "label": True, "source": "reviewer"},
+        {"event_id": open_reviews[1], "label": False, "source": "chargeback"},
+        {
+            "event_id": missed,
+            "label": True,
+            "source": "chargeback",
+            "event": {"event_id": missed, "amount": 55.0, "category": "fuel"},
+        },
+    ]
+    for body in labels:
+        assert client.post("/v1/labels", json=body).status_code == 202
+    wait_until(
+        lambda: (
+            value(client.get("/metrics").text, "streamal_labels_total", source="chargeback")
+            == value(before, "streamal_labels_total", source="chargeback") + 2
+        ),
+        timeout=15,
+        what="the chargebacks learned",
+    )
+    after = client.get("/metrics").text
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("streamal_fraud_amount_caught_total") == 20.0 + int(caught.rsplit("-", 1)[1])
+    assert delta("streamal_fraud_amount_missed_total") == 55.0
+    assert delta("streamal_label_source_outcomes_total", source="reviewer", actual="true") == 1
+    assert delta("streamal_label_source_outcomes_total", source="chargeback", actual="true") == 1
+    assert delta("streamal_label_source_outcomes_total", source="chargeback", actual="false") == 1
+    assert delta("streamal_label_source_outcomes_total", source="other") == 0
+    chargeback_accuracy = value(after, "streamal_model_accuracy_by_source", source="chargeback")
+    assert 0.0 <= chargeback_accuracy <= 1.0
+    # Two more labelled requests ranked (the chargeback carrying its event was never requested).
+    assert delta("streamal_fraud_window_labels", estimator="labeled") == 2
+    if value(after, "streamal_fraud_reviewed_cards", day="current") == cards_before + 2:
+        frauds_before = cp_before * cards_before if cards_before else 0.0
+        expected = (frauds_before + 1) / (cards_before + 2)  # fewer than k=100 cards: over cards
+        cp = value(after, "streamal_fraud_card_precision_at_k", day="current")
+        assert cp == pytest.approx(expected)
+    else:  # the UTC day turned between the two scrapes
+        assert value(after, "streamal_fraud_reviewed_cards", day="previous") >= cards_before
+    # Both classes are labelled now, so the ranking figures are defined.
+    for name, labels in (
+        ("streamal_fraud_card_recall", {}),
+        ("streamal_fraud_score_auc", {"estimator": "labeled"}),
+        ("streamal_fraud_score_average_precision", {"estimator": "labeled"}),
+    ):
+        assert 0.0 <= value(after, name, **labels) <= 1.0, name
+    assert value(after, "streamal_fraud_card_recall") < 1.0  # the chargeback was a miss
+
+
 @pytest.mark.parametrize(
     ("body", "status", "error"),
     [
