@@ -148,6 +148,7 @@ class Service:
             self.classes,
             settings.label_sources,
             fraud=FraudTracker(
+                k=settings.alert_cards_per_day or 100,
                 card_field=settings.card_field,
                 amount_field=settings.amount_field,
                 time_field=settings.time_field,
