@@ -186,7 +186,7 @@ def setting_schema(name: str) -> dict[str, Any]:
     >>> setting_schema("budget")["type"], setting_schema("budget")["exclusiveMinimum"]
     (['number', 'null'], 0.0)
     >>> setting_schema("model")["enum"]
-    ['logreg', 'hat', 'arf', 'gnb', None]
+    ['logreg', 'hat', 'arf', 'gnb', 'logreg-slow', None]
     """
     field = Settings.model_fields[name]
     annotation: Any = field.annotation
