@@ -240,11 +240,14 @@ def stream_info(options: Options) -> StreamInfo:
     return StreamInfo(events, frauds, config.start_epoch)
 
 
-def demo_settings(settings: Settings, external: bool, cards: bool = False) -> Settings:
+def demo_settings(
+    settings: Settings, external: bool, cards: bool = False, alert_cards: int | None = None
+) -> Settings:
     """The service's settings for a demo run: quick group joins, a fresh group, binary classes.
 
     On the card stream, unless the user chose otherwise: the per-card and per-terminal features
-    on the simulator's fields, and the ``fraud`` strategy (alerts, random, uncertainty). Against
+    on the simulator's fields, and the ``fraud`` strategy (random, uncertainty, and the daily
+    alert lane of ``alert_cards`` cards a day, the k the figures are judged by). Against
     a configured broker, topics the user did not name get a per-run suffix, so that old records
     never mix into the measurement.
     """
@@ -259,12 +262,14 @@ def demo_settings(settings: Settings, external: bool, cards: bool = False) -> Se
     if "heartbeat_interval_ms" not in given:
         update["heartbeat_interval_ms"] = 500
     if cards:
-        defaults = {
+        defaults: dict[str, Any] = {
             "card_field": CARD,
             "terminal_field": TERMINAL,
             "amount_field": AMOUNT,
             "strategy": "fraud",
         }
+        if alert_cards:
+            defaults["alert_cards_per_day"] = alert_cards
         update.update({k: v for k, v in defaults.items() if k not in given})
     if external and settings.create_topics:
         for name in (*TOPIC_FIELDS, "topic_dead_letter"):
@@ -1423,7 +1428,7 @@ def _live(
             console.print(f"embedded broker (tansu) on [bold]{broker.bootstrap_servers}[/]")
         else:
             console.print(f"broker: [bold]{settings.bootstrap_servers}[/]")
-        settings = demo_settings(settings, external, options.cards)
+        settings = demo_settings(settings, external, options.cards, options.k)
         names = [getattr(settings, f) for f in (*TOPIC_FIELDS, "topic_dead_letter")]
         if settings.create_topics:
             ensure_topics(settings, names, settings.topic_partitions)
@@ -1525,7 +1530,12 @@ def _live(
 
 
 #: The baseline: the same budget, every label bought at random.
-RANDOM = {"strategy": "random", "random_share": 1.0, "exploit_share": 0.0}
+RANDOM = {
+    "strategy": "random",
+    "random_share": 1.0,
+    "exploit_share": 0.0,
+    "alert_cards_per_day": None,
+}
 
 
 def _cards_summary(

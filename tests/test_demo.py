@@ -137,6 +137,9 @@ def test_demo_settings_turn_on_card_features_and_the_fraud_strategy() -> None:
         "amount",
     )
     assert cards.strategy == "fraud" and cards.labels_per_hour is None
+    assert cards.alert_cards_per_day is None  # no k given: the exploit share
+    alerting = demo_settings(Settings(), external=False, cards=True, alert_cards=12)
+    assert alerting.alert_cards_per_day == 12
     chosen = demo_settings(Settings(strategy="quantile", card_field="cid"), False, cards=True)
     assert (chosen.strategy, chosen.card_field) == ("quantile", "cid")
     synthetic = demo_settings(Settings(), external=False)
