@@ -20,7 +20,7 @@ import math
 import re
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from streamal.adapters.sources import Pair, Source, SourceError, open_source
 from streamal.argtypes import fraction, positive_int
 from streamal.config import Settings
 from streamal.core.evaluator import Report, StreamClock, prequential
+from streamal.core.features import TransactionFeatures
 from streamal.core.learner import ActiveLearner
 from streamal.core.messages import ClassSet, InvalidMessage
 from streamal.presets import PRESETS, CardReport
@@ -41,6 +42,7 @@ from streamal.service import build_learner
 __all__ = [
     "LabelDelay",
     "configure",
+    "delay_terminal_windows",
     "evaluate",
     "make_learner",
     "plot_document",
@@ -161,14 +163,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--chargeback-delay",
         type=_label_delay,
-        help="Every fraud's label also arrives this much stream time later (e.g. 7d) "
-        "[preset's, else none].",
+        help="Every fraud's label also arrives this much stream time later (e.g. 7d); the "
+        "terminal windows then end that long before each transaction [preset's, else none].",
     )
     group.add_argument(
         "--chargeback-negatives",
         action=argparse.BooleanOptionalAction,
         help="With chargebacks, label every event that got none by then genuine "
         "(source no_chargeback) [preset's, else off].",
+    )
+    group.add_argument(
+        "--compromised-days",
+        type=positive_int,
+        help="Days a card whose fraud label arrived stays out of card precision@k "
+        "[preset's, else for good].",
     )
     group.add_argument("--report-from", type=date.fromisoformat, help="First day reported.")
     group.add_argument("--report-to", type=date.fromisoformat, help="Last day reported.")
@@ -200,6 +208,19 @@ class _Counted:
             if self.status is not None and self.count % PROGRESS_EVERY == 0:
                 self.status.update(f"evaluating… {self.count:,} events")
             yield pair
+
+
+def delay_terminal_windows(learner: ActiveLearner, seconds: float) -> None:
+    """End the terminal windows ``seconds`` before each transaction (the chargeback delay).
+
+    Every fraud's label arrives by then, so a delayed window counts all its frauds, as the
+    handbook's "delay period" does. A window up to now would divide the few frauds already
+    labelled (the reviewers') by all its transactions: a terminal compromised this week would
+    look safe. The features' state must still be empty (call before the run).
+    """
+    if learner.features is not None:
+        spec = replace(learner.features.spec, terminal_delay_days=seconds / 86400.0)
+        learner.features = TransactionFeatures(spec)
 
 
 def make_learner(source: Source, settings: Settings) -> tuple[ActiveLearner, StreamClock | None]:
@@ -474,6 +495,7 @@ def apply_preset(args: argparse.Namespace, settings: Settings) -> Settings:
         ("time_column", preset.time_column),
         ("positive", preset.positive),
         ("cards_per_day", preset.cards_per_day),
+        ("compromised_days", preset.compromised_days),
     ):
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -525,6 +547,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return _error(str(exc))
     if args.chargeback_delay is not None and args.chargeback_delay.seconds is None:
         return _error("--chargeback-delay is stream time (e.g. 7d)")
+    if args.chargeback_delay is not None and args.chargeback_delay.seconds is not None:
+        delay_terminal_windows(learner[0], args.chargeback_delay.seconds)
     if (args.chargeback_delay is not None or args.cards_per_day) and args.time_column is None:
         return _error("--chargeback-delay and --cards-per-day need --time-column")
     card_report = None
@@ -538,6 +562,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             time_field=settings.time_field,
             first=args.report_from,
             last=args.report_to,
+            compromised_days=args.compromised_days,
+            # The handbook's training week's frauds: labelled a chargeback delay later.
+            known_before_days=args.chargeback_delay.seconds / 86400.0
+            if args.chargeback_delay is not None and args.chargeback_delay.seconds is not None
+            else 7.0,
         )
     extra = {
         "chargeback": args.chargeback_delay,
@@ -561,6 +590,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         doc["config"]["preset"] = args.preset
         doc["config"]["chargeback_delay"] = args.chargeback_delay and args.chargeback_delay.text
         doc["config"]["chargeback_negatives"] = bool(args.chargeback_negatives)
+        doc["config"]["compromised_days"] = args.compromised_days
     console.print(summary_table(doc))
     if card_report is not None:
         console.print(fraud_table(doc["fraud"]))

@@ -47,6 +47,10 @@ class FeatureSpec:
     amount_field: str = "amount"
     time_field: str = "timestamp"
     windows_days: tuple[int, ...] = (1, 7, 30)
+    #: Terminal windows end this many days before the transaction (the handbook's "delay
+    #: period"): fraud labels of the last days are mostly still missing, so a window over them
+    #: would divide an incomplete fraud count by a complete transaction count. 0: no delay.
+    terminal_delay_days: float = 0.0
 
 
 class _Rolling:
@@ -75,13 +79,42 @@ class _Rolling:
         return out
 
 
+class _Times:
+    """Sorted event times of one terminal, counted per half-open window ``(start, end]``."""
+
+    __slots__ = ("times", "head")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.head = 0  # times before it are past every window, dropped in batches
+
+    def add(self, t: float) -> None:
+        times = self.times
+        if not times or t >= times[-1]:
+            times.append(t)
+        else:  # a late event: keep the order
+            bisect.insort(times, t, lo=self.head)
+
+    def forget(self, before: float) -> None:
+        """Drop times ``<= before`` (amortised O(1))."""
+        times = self.times
+        self.head = head = bisect.bisect_right(times, before, lo=self.head)
+        if head > 64 and head * 2 > len(times):
+            del times[:head]
+            self.head = 0
+
+    def count(self, start: float, end: float) -> int:
+        times, head = self.times, self.head
+        return bisect.bisect_right(times, end, lo=head) - bisect.bisect_right(times, start, lo=head)
+
+
 class TransactionFeatures:
     """Per-card and per-terminal rolling features, updated by events and by received labels.
 
     Parameters
     ----------
     spec
-        The raw fields and the window lengths in days.
+        The raw fields, the window lengths in days and the terminal windows' delay.
 
     Examples
     --------
@@ -95,13 +128,27 @@ class TransactionFeatures:
     >>> x = f.transform_one(later)
     >>> x["card_tx_1d"], x["card_mean_amount_1d"], x["terminal_risk_1d"]
     (2.0, 20.0, 0.5)
+
+    With a delay, a terminal's windows end that long before the transaction, as in the
+    handbook; the known frauds since then are counted apart:
+
+    >>> f = TransactionFeatures(FeatureSpec(windows_days=(1,), terminal_delay_days=7))
+    >>> _ = f.transform_one(tx)
+    >>> f.learn_label(tx, fraud=True)
+    >>> x = f.transform_one({**later, "timestamp": 7.5 * day})
+    >>> x["terminal_tx_1d"], x["terminal_risk_1d"], x["terminal_known_frauds_delay"]
+    (1.0, 1.0, 0.0)
+    >>> f.transform_one({**later, "timestamp": 60.0})["terminal_known_frauds_delay"]
+    1.0
     """
 
     def __init__(self, spec: FeatureSpec | None = None) -> None:
         self.spec = spec or FeatureSpec()
         self._windows = tuple(d * DAY for d in self.spec.windows_days)
+        self._delay = self.spec.terminal_delay_days * DAY
+        self._horizon = max(self._windows) + self._delay
         self._cards: dict[Any, _Rolling] = {}
-        self._terminals: dict[Any, _Rolling] = {}
+        self._terminals: dict[Any, _Times] = {}
         self._frauds: dict[Any, list[float]] = {}  # known fraud times per terminal, sorted
 
     @property
@@ -118,20 +165,27 @@ class TransactionFeatures:
         amount = float(event.get(s.amount_field) or 0.0)
         card = event.get(s.card_field)
         terminal = event.get(s.terminal_field)
-        card_windows = self._rolling(self._cards, card).update(t, amount if learn else None)
-        terminal_windows = self._rolling(self._terminals, terminal).update(
-            t, 1.0 if learn else None
-        )
+        card_windows = self._rolling(card).update(t, amount if learn else None)
+        times = self._terminals.get(terminal)
+        if times is None:
+            times = self._terminals[terminal] = _Times()
+        if learn:
+            times.add(t)
+        times.forget(t - self._horizon)
         frauds = self._frauds.get(terminal)
+        end = t - self._delay
         out: dict[str, float] = {}
-        for days, (n, total), (m, _), width in zip(
-            self.spec.windows_days, card_windows, terminal_windows, self._windows, strict=True
+        for days, (n, total), width in zip(
+            self.spec.windows_days, card_windows, self._windows, strict=True
         ):
             out[f"card_tx_{days}d"] = float(n)
             out[f"card_mean_amount_{days}d"] = total / n if n else 0.0
+            m = times.count(end - width, end)
             out[f"terminal_tx_{days}d"] = float(m)
-            known = len(frauds) - bisect.bisect_right(frauds, t - width) if frauds else 0
+            known = _count(frauds, end - width, end) if frauds else 0
             out[f"terminal_risk_{days}d"] = min(1.0, known / m) if m else 0.0
+        if self._delay:  # labels already received within the delay (the reviewers' findings)
+            out["terminal_known_frauds_delay"] = float(_count(frauds, end, t)) if frauds else 0.0
         seconds = t % DAY
         out["hour"] = seconds / 3600.0
         out["night"] = 1.0 if seconds < 6 * 3600 else 0.0
@@ -147,12 +201,17 @@ class TransactionFeatures:
         t = _time(event.get(s.time_field))
         times = self._frauds.setdefault(terminal, [])
         bisect.insort(times, t)
-        horizon = t - max(self._windows)
+        horizon = t - self._horizon
         while times and times[0] <= horizon:
             times.pop(0)
 
-    def _rolling(self, table: dict[Any, _Rolling], key: Any) -> _Rolling:
-        rolling = table.get(key)
+    def _rolling(self, key: Any) -> _Rolling:
+        rolling = self._cards.get(key)
         if rolling is None:
-            rolling = table[key] = _Rolling(self._windows)
+            rolling = self._cards[key] = _Rolling(self._windows)
         return rolling
+
+
+def _count(times: list[float], start: float, end: float) -> int:
+    """How many of the sorted ``times`` fall in ``(start, end]``."""
+    return bisect.bisect_right(times, end) - bisect.bisect_right(times, start)

@@ -4,8 +4,10 @@ Accuracy says nothing on a stream with 1 % fraud. Fraud teams judge a detector b
 reviewers find (Le Borgne et al., 2022): each day the ``k`` cards with the highest risk are
 reviewed, and **card precision@k** is the share of them that had fraud that day. Cards already
 known to be compromised (a fraud label received before the day) are left out, as the team has
-blocked them already. Next to it: the area under the ROC curve and the average precision of the
-transaction scores, and the fraud amount on the cards the team reviewed.
+blocked them already: for ``memory_days`` after the label, or for good if unset (the handbook's
+test week leaves out the frauds known from its training week on: 7 to 13 days of them). Next to
+it: the area under the ROC curve and the average precision of the transaction scores, and the
+fraud amount on the cards the team reviewed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from streamal.core.evaluator import average_precision
@@ -93,11 +96,29 @@ class DailyCardMetrics:
     ----------
     k
         Cards the team reviews per day.
+    memory_days
+        Days after the day a card's fraud label arrived during which the card is left out
+        (None: for good). A simulator that keeps its card ids would otherwise, after months,
+        leave out most of the cards that get defrauded again.
+    exclude_detected
+        The day's ``k`` cards that had fraud count as known from the next day on, whether or
+        not a label said so: the team reviewed them (the handbook's
+        ``remove_detected_compromised_cards``).
+    labels_from, detect_from
+        First days (ISO) whose received fraud labels, and whose detected cards, make a card
+        known (None: every day). The handbook's test week knows the frauds labelled from a
+        week before it (its training week's, a chargeback delay later) and the cards detected
+        within it.
     """
 
     k: int = 100
+    memory_days: int | None = None
+    exclude_detected: bool = True
+    labels_from: str | None = None
+    detect_from: str | None = None
     days: list[DayFigures] = field(default_factory=list)
     known_compromised: set[Hashable] = field(default_factory=set)
+    _known_on: dict[Hashable, int] = field(default_factory=dict)  # card -> day it became known
     _day: str | None = None
     _scores: list[float] = field(default_factory=list)
     _truth: list[bool] = field(default_factory=list)
@@ -130,10 +151,20 @@ class DailyCardMetrics:
         if fraud:
             self._compromised_today.add(card)
 
+    def compromised(self, card: Hashable) -> None:
+        """A fraud on ``card`` became known, by a label not counted as learned (a duplicate)."""
+        self._compromised_today.add(card)
+
     def close(self) -> None:
         """Finish the current day (called automatically when the day changes)."""
         if self._day is None:
             return
+        today = date.fromisoformat(self._day).toordinal()
+        if self.memory_days is not None:
+            horizon = today - self.memory_days
+            for card in [c for c, d in self._known_on.items() if d < horizon]:
+                del self._known_on[card]
+                self.known_compromised.discard(card)
         reviewed = sorted(
             (c for c in self._card_max if c not in self.known_compromised),
             key=self._card_max.__getitem__,
@@ -156,7 +187,13 @@ class DailyCardMetrics:
                 labels_learned=self._learned,
             )
         )
+        if self.labels_from is not None and self._day < self.labels_from:
+            self._compromised_today = set()
+        if self.exclude_detected and (self.detect_from is None or self._day >= self.detect_from):
+            # The team reviewed these cards: their frauds are known now.
+            self._compromised_today.update(c for c in reviewed if c in self._fraud_cards)
         self.known_compromised |= self._compromised_today
+        self._known_on.update(dict.fromkeys(self._compromised_today, today))
         self._compromised_today = set()
         self._day = None
         self._scores, self._truth = [], []

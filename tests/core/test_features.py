@@ -70,3 +70,34 @@ def test_through_the_learner_risk_appears_only_after_the_label_is_learned() -> N
             learner.learn(Label("e0", True, "reviewer"))
     assert seen[:11] == [0.0] * 11
     assert all(r > 0.0 for r in seen[11:])
+
+
+def test_delayed_terminal_windows_match_brute_force() -> None:
+    # Windows end a week before the transaction (the handbook's delay period); a fraud counts
+    # once its label was received, and the labels received within the week are counted apart.
+    rng = random.Random(2)
+    delay = 7 * DAY
+    features = TransactionFeatures(FeatureSpec(windows_days=(1, 7, 30), terminal_delay_days=7))
+    history: list[tuple[float, int]] = []
+    known: list[tuple[float, int]] = []
+    t = 0.0
+    for i in range(1500):
+        t += rng.expovariate(1 / 4000.0)
+        terminal = rng.randrange(10)
+        event = _tx(i, t, card=rng.randrange(30), terminal=terminal, amount=10.0)
+        x = features.transform_one(event)
+        history.append((t, terminal))
+        end = t - delay
+        for days in (1, 7, 30):
+            start = end - days * DAY
+            n = sum(1 for u, m in history if m == terminal and start < u <= end)
+            frauds = sum(1 for u, m in known if m == terminal and start < u <= end)
+            assert x[f"terminal_tx_{days}d"] == n
+            assert x[f"terminal_risk_{days}d"] == (frauds / n if n else 0.0)
+        recent = sum(1 for u, m in known if m == terminal and end < u <= t)
+        assert x["terminal_known_frauds_delay"] == recent
+        if rng.random() < 0.05:  # a label for an earlier transaction arrives now
+            u, m = history[rng.randrange(len(history))]
+            if (u, m) not in known:
+                features.learn_label(_tx(-1, u, card=0, terminal=m, amount=1.0), fraud=True)
+                known.append((u, m))

@@ -45,3 +45,41 @@ def test_daily_metrics_exclude_cards_already_known() -> None:
     assert second.card_precision_at_k == 1.0
     assert second.fraud_amount_caught == 70.0
     assert (first.labels_requested, first.labels_learned) == (1, 1)
+
+
+def test_known_cards_come_back_after_memory_days() -> None:
+    metrics = DailyCardMetrics(k=1, memory_days=2, exclude_detected=False)
+    metrics.add("2018-08-01", "a", 0.1, False, 1.0, requested=False)
+    metrics.label_received("a", True)  # known from 08-02 to 08-03
+    for day in ("2018-08-02", "2018-08-03", "2018-08-04"):
+        metrics.add(day, "a", 0.9, True, 1.0, requested=False)
+        metrics.add(day, "b", 0.5, False, 1.0, requested=False)
+    metrics.close()
+    assert [d.card_precision_at_k for d in metrics.days] == [0.0, 0.0, 0.0, 1.0]
+
+
+def test_the_days_detected_cards_are_known_from_the_next_day() -> None:
+    # The handbook's remove_detected_compromised_cards: the team reviewed the top card a.
+    for detected, expected in ((True, 0.0), (False, 1.0)):
+        metrics = DailyCardMetrics(k=1, exclude_detected=detected)
+        for day in ("2018-08-01", "2018-08-02"):
+            metrics.add(day, "a", 0.9, True, 1.0, requested=False)
+            metrics.add(day, "b", 0.5, False, 1.0, requested=False)
+        metrics.close()
+        assert [d.card_precision_at_k for d in metrics.days] == [1.0, expected]
+
+
+def test_only_labels_and_detections_from_the_given_days_make_cards_known() -> None:
+    # The handbook's test week: labels from a week before it, detections within it.
+    metrics = DailyCardMetrics(k=1, labels_from="2018-08-02", detect_from="2018-08-03")
+    metrics.add("2018-08-01", "a", 0.9, True, 1.0, requested=False)  # detected too early
+    metrics.label_received("b", True)  # received too early
+    metrics.add("2018-08-02", "c", 0.1, False, 1.0, requested=False)
+    metrics.label_received("c", True)  # counts: c is known from 08-03
+    for day in ("2018-08-03", "2018-08-04"):
+        metrics.add(day, "a", 0.9, day == "2018-08-03", 1.0, requested=False)
+        metrics.add(day, "b", 0.8, True, 1.0, requested=False)
+        metrics.add(day, "c", 0.99, False, 1.0, requested=False)
+    metrics.close()
+    # 08-03: c is left out, a (ranked first) is fraud, detected; 08-04: a and c left out, b not.
+    assert [d.card_precision_at_k for d in metrics.days[2:]] == [1.0, 1.0]

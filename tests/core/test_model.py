@@ -175,6 +175,7 @@ def test_fewer_than_two_classes_raise() -> None:
     ("kind", "name"),
     [
         ("logreg", "Pipeline"),
+        ("logreg-slow", "Pipeline"),
         ("hat", "HoeffdingAdaptiveTreeClassifier"),
         ("arf", "ARFClassifier"),
         ("gnb", "GaussianNB"),
