@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     feature_windows_days: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [1, 7, 30], description="Rolling feature windows, in days."
     )
+    terminal_delay_days: float = Field(
+        0.0,
+        ge=0.0,
+        description="Terminal fraud-risk windows end this many days before each transaction: "
+        "the chargeback delay, so that a window counts all its frauds (the handbook's delay "
+        "period); 0: up to now, for feeds where fraud labels come fast.",
+    )
     max_message_bytes: int = Field(65_536, ge=256, description="Larger messages are rejected.")
     label_sources: Names = Field(
         default_factory=lambda: ["reviewer", "chargeback", "api", "simulated"],

@@ -20,7 +20,7 @@ import math
 import re
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,6 @@ from streamal.adapters.sources import Pair, Source, SourceError, open_source
 from streamal.argtypes import fraction, positive_int
 from streamal.config import Settings
 from streamal.core.evaluator import Report, StreamClock, prequential
-from streamal.core.features import TransactionFeatures
 from streamal.core.learner import ActiveLearner
 from streamal.core.messages import ClassSet, InvalidMessage
 from streamal.presets import PRESETS, CardReport
@@ -42,7 +41,6 @@ from streamal.service import build_learner
 __all__ = [
     "LabelDelay",
     "configure",
-    "delay_terminal_windows",
     "evaluate",
     "make_learner",
     "plot_document",
@@ -208,19 +206,6 @@ class _Counted:
             if self.status is not None and self.count % PROGRESS_EVERY == 0:
                 self.status.update(f"evaluating… {self.count:,} events")
             yield pair
-
-
-def delay_terminal_windows(learner: ActiveLearner, seconds: float) -> None:
-    """End the terminal windows ``seconds`` before each transaction (the chargeback delay).
-
-    Every fraud's label arrives by then, so a delayed window counts all its frauds, as the
-    handbook's "delay period" does. A window up to now would divide the few frauds already
-    labelled (the reviewers') by all its transactions: a terminal compromised this week would
-    look safe. The features' state must still be empty (call before the run).
-    """
-    if learner.features is not None:
-        spec = replace(learner.features.spec, terminal_delay_days=seconds / 86400.0)
-        learner.features = TransactionFeatures(spec)
 
 
 def make_learner(source: Source, settings: Settings) -> tuple[ActiveLearner, StreamClock | None]:
@@ -541,14 +526,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     except SourceError as exc:
         return _error(str(exc))
+    if args.chargeback_delay is not None and args.chargeback_delay.seconds is None:
+        return _error("--chargeback-delay is stream time (e.g. 7d)")
+    if args.chargeback_delay is not None and "terminal_delay_days" not in settings.model_fields_set:
+        # Every fraud's label has arrived a chargeback delay later: the terminal windows end
+        # there (as the handbook's delay period), unless the user chose otherwise.
+        days = args.chargeback_delay.seconds / 86400.0
+        settings = settings.model_copy(update={"terminal_delay_days": days})
     try:
         learner = make_learner(source, settings)
     except (ValueError, TypeError) as exc:  # e.g. a measure that does not fit the model
         return _error(str(exc))
-    if args.chargeback_delay is not None and args.chargeback_delay.seconds is None:
-        return _error("--chargeback-delay is stream time (e.g. 7d)")
-    if args.chargeback_delay is not None and args.chargeback_delay.seconds is not None:
-        delay_terminal_windows(learner[0], args.chargeback_delay.seconds)
     if (args.chargeback_delay is not None or args.cards_per_day) and args.time_column is None:
         return _error("--chargeback-delay and --cards-per-day need --time-column")
     card_report = None
@@ -590,6 +578,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         doc["config"]["preset"] = args.preset
         doc["config"]["chargeback_delay"] = args.chargeback_delay and args.chargeback_delay.text
         doc["config"]["chargeback_negatives"] = bool(args.chargeback_negatives)
+        doc["config"]["terminal_delay_days"] = settings.terminal_delay_days
         doc["config"]["compromised_days"] = args.compromised_days
     console.print(summary_table(doc))
     if card_report is not None:

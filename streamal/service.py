@@ -89,6 +89,7 @@ def build_learner(
                 amount_field=settings.amount_field,
                 time_field=settings.time_field,
                 windows_days=tuple(settings.feature_windows_days),
+                terminal_delay_days=settings.terminal_delay_days,
             )
         )
         exclude |= features.raw_fields  # ids feed the rolling features; never one-hot them

@@ -10,7 +10,7 @@ import pytest
 from streamal.cli import main
 from streamal.config import Settings
 from streamal.core.evaluator import StreamClock
-from streamal.evaluate import delay_terminal_windows, stream_learner
+from streamal.evaluate import stream_learner
 
 
 @pytest.mark.slow
@@ -69,18 +69,21 @@ def test_handbook_preset_reports_daily_card_precision(tmp_path: Path) -> None:
     assert "TX_FRAUD_SCENARIO" in doc["config"]["drop"]
     # Every event labelled within a week: the small-step model.
     assert doc["config"]["model"] == "logreg-slow"
+    # Chargebacks a week late: the terminal windows end a week ago.
+    assert doc["config"]["terminal_delay_days"] == 7.0
     # Chargebacks: every fraud's label arrives, so far more labels are learned than bought.
     assert doc["labels_learned"] <= doc["labels_requested"]
     assert sum(d["labels_learned"] for d in fraud["per_day"]) > fraud["labels_requested"]
 
 
-def test_chargebacks_delay_the_terminal_windows() -> None:
+def test_the_terminal_delay_setting_reaches_the_features() -> None:
     # Every fraud's label has arrived a chargeback delay later: the terminal windows end there.
     settings = Settings(card_field="customer_id", time_field="timestamp")
     learner = stream_learner(settings, StreamClock())
     assert learner.features is not None and learner.features.spec.terminal_delay_days == 0.0
-    delay_terminal_windows(learner, 7 * 86400.0)
-    assert learner.features.spec.terminal_delay_days == 7.0
+    settings = Settings(card_field="customer_id", time_field="timestamp", terminal_delay_days=7)
+    learner = stream_learner(settings, StreamClock())
+    assert learner.features is not None and learner.features.spec.terminal_delay_days == 7.0
     x = learner.features.transform_one(
         {"customer_id": 1, "terminal_id": 2, "amount": 5.0, "timestamp": 86400.0}
     )
