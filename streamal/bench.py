@@ -39,7 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streamal.adapters.kafka import ensure_topics, make_consumer, make_producer
-from streamal.config import Settings
+from streamal.config import CONNECTION_SETTINGS, Settings
 from streamal.core.synthetic import drifting_transactions
 from streamal.reviewer import SimulatedReviewer
 from streamal.service import Service
@@ -299,13 +299,7 @@ def reviewer_main() -> None:
         reviewer.stop()
 
 
-_REVIEWER_SETTINGS = {
-    "bootstrap_servers",
-    "security_protocol",
-    "sasl_mechanism",
-    "sasl_username",
-    "sasl_password",
-    "ssl_cafile",
+_REVIEWER_SETTINGS = set(CONNECTION_SETTINGS) | {
     "session_timeout_ms",
     "heartbeat_interval_ms",
     "topic_reviews",

@@ -12,10 +12,24 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["CONNECTION_SETTINGS", "Settings"]
 
 #: A list given as comma-separated text in the environment and on the command line.
 Names = Annotated[list[str], NoDecode]
+
+
+#: The settings that say how to reach the broker (what :meth:`Settings.kafka_client_config` reads):
+#: every process that talks to the same cluster needs all of them.
+CONNECTION_SETTINGS = frozenset(
+    {
+        "bootstrap_servers",
+        "security_protocol",
+        "sasl_mechanism",
+        "sasl_username",
+        "sasl_password",
+        "ssl_cafile",
+    }
+)
 
 
 class Settings(BaseSettings):

@@ -48,6 +48,7 @@ from rich.table import Table
 from rich.text import Text
 
 from streamal.adapters.kafka import ensure_topics, make_consumer, make_producer
+from streamal.adapters.plot import pyplot, two_panels
 from streamal.argtypes import fraction, non_negative, positive_int
 from streamal.config import Settings
 from streamal.core.evaluator import Report, StreamClock, Window, average_precision, prequential
@@ -1109,29 +1110,17 @@ def card_tables(
     return [overall, daily]
 
 
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the file backend, or ``None`` when it is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
 def plot_cards(
     path: Path, options: Options, info: StreamInfo, settings: Settings, runs: dict[str, CardRun]
 ) -> bool:
     """Card precision@k and fraud recall per simulated day as a PNG; ``False`` without
     matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return False
     k = options.k
-    fig, (cp_ax, rec_ax) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
-    try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with two_panels(plt, path) as (cp_ax, rec_ax):
         for name, run in runs.items():
             xs = [d.day + 1 for d in run.days]
             style = STYLES.get(name, {})
@@ -1170,11 +1159,6 @@ def plot_cards(
             f"review delay {options.review_delay:g} s",
             fontsize="medium",
         )
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
     return True
 
 
@@ -1255,11 +1239,11 @@ def summary_tables(
 
 def plot_curves(path: Path, options: Options, settings: Settings, runs: dict[str, Report]) -> bool:
     """Write the learning curves as a PNG; ``False`` (with nothing written) without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return False
-    fig, (acc_ax, rec_ax) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
-    try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with two_panels(plt, path) as (acc_ax, rec_ax):
         for name, report in runs.items():
             xs = [w.start + w.events / 2 for w in report.windows]
             style = STYLES.get(name, {})
@@ -1288,11 +1272,6 @@ def plot_curves(path: Path, options: Options, settings: Settings, runs: dict[str
             f"review delay {options.review_delay:g} s)",
             fontsize="medium",
         )
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
     return True
 
 

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streamal import __version__
+from streamal.adapters.plot import pyplot, two_panels
 from streamal.adapters.sources import Pair, Source, SourceError, open_source
 from streamal.argtypes import fraction, positive_int
 from streamal.config import Settings
@@ -416,11 +417,9 @@ def fraud_table(fraud: dict[str, Any]) -> Table:
 
 def plot_document(path: Path, doc: dict[str, Any]) -> None:
     """Two panels: accuracy and recall per window; labels spent against the budget line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
+    if plt is None:
+        raise ImportError("plotting needs matplotlib: pip install 'streamal[demo]'")
     c = doc["config"]
     windows = doc["windows"]
     ends = [w["start"] + w["events"] for w in windows]
@@ -428,8 +427,7 @@ def plot_document(path: Path, doc: dict[str, Any]) -> None:
     def nan(values: Iterable[float | None]) -> list[float]:
         return [math.nan if v is None else v for v in values]
 
-    fig, (curve, spend) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    try:
+    with two_panels(plt, path, figsize=(10, 7)) as (curve, spend):
         curve.plot(ends, nan(w["accuracy"] for w in windows), marker=".", label="accuracy")
         curve.plot(
             ends,
@@ -461,10 +459,6 @@ def plot_document(path: Path, doc: dict[str, Any]) -> None:
         spend.set_ylabel("labels (cumulative)")
         spend.grid(alpha=0.3)
         spend.legend(loc="upper left", fontsize="small")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
 
 
 def _error(message: str) -> int:

@@ -34,7 +34,7 @@ from deploy_support import (
     values_file,
 )
 
-from streamal.config import Settings
+from streamal.config import CONNECTION_SETTINGS, Settings
 
 Render = Callable[[str], list[dict[str, Any]]]
 
@@ -65,13 +65,7 @@ def _oldest_kubernetes() -> str:
 #: The oldest Kubernetes the chart supports (Chart.yaml's kubeVersion) and the newest known.
 KUBERNETES_VERSIONS = [_oldest_kubernetes(), "latest"]
 #: Settings the chart wires itself (Kafka connection, HTTP bind, secrets, checkpoint directory).
-MANAGED_SETTINGS = {
-    "bootstrap_servers",
-    "security_protocol",
-    "sasl_mechanism",
-    "sasl_username",
-    "sasl_password",
-    "ssl_cafile",
+MANAGED_SETTINGS = CONNECTION_SETTINGS | {
     "http_host",
     "http_port",
     "checkpoint_dir",
