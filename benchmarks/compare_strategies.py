@@ -54,9 +54,10 @@ MAY_UNDERSPEND = ("fixed",)
 
 
 #: streamal methods that pair a strategy with another measure than entropy: name -> (strategy,
-#: measure). ``pal`` is probabilistic active learning behind the quantile filter, the pairing
-#: scikit-activeml's PAL uses (its utilities have no fixed scale for a variable threshold).
-MEASURE_METHODS = {"streamal_pal": ("quantile", "pal")}
+#: measure). ``pal`` is probabilistic active learning behind the balanced quantile filter, the
+#: pairing scikit-activeml's PAL uses (its utilities have no fixed scale for a variable
+#: threshold); ``fraud_pal`` adds the exploit lane, streamal's choice for a fraud stream.
+MEASURE_METHODS = {"streamal_pal": ("balanced", "pal"), "streamal_fraud_pal": ("fraud", "pal")}
 
 
 def streamal_methods() -> list[str]:

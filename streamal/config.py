@@ -108,9 +108,9 @@ class Settings(BaseSettings):
     model: Literal["logreg", "hat", "arf", "gnb", "logreg-slow"] = Field(
         "logreg", description="River model."
     )
-    strategy: Literal["variable", "random", "fixed", "randomized", "split", "quantile", "fraud"] = (
-        Field("variable", description="Query strategy of the gate (see the README).")
-    )
+    strategy: Literal[
+        "balanced", "variable", "random", "fixed", "randomized", "split", "quantile", "fraud"
+    ] = Field("balanced", description="Query strategy of the gate (see the README).")
     measure: Literal[
         "entropy",
         "least_confidence",

@@ -315,17 +315,19 @@ class _Day:
 class CardDays:
     """Card precision@k, fraud recall among the reviewed cards, AUC and AP, by simulated day.
 
-    The definitions are those of :class:`~streamal.core.fraud_metrics.DailyCardMetrics`
-    (``streamal evaluate``): each day the team reviews the ``k`` cards with the highest score
-    that day, leaving out cards known to be compromised (a fraud label received on an earlier
-    day). Unlike it, scores may come in any order (the live scores topic may have several
-    partitions), and it is thread-safe: the live display reads while the reader thread writes.
+    The definitions are those of ``streamal evaluate``'s card report
+    (:class:`~streamal.core.fraud_metrics.DailyCardMetrics`, as the handbook's test week): each
+    day the team reviews the ``k`` cards with the highest score that day, leaving out cards known
+    to be compromised: a chargeback said so on an earlier day, or the card was among an earlier
+    day's ``k`` and had fraud that day (the team reviewed it). Unlike it, scores may come in any
+    order (the live scores topic may have several partitions), and it is thread-safe: the live
+    display reads while the reader thread writes.
 
     >>> days = CardDays(k=1)
     >>> days.add(0, "a", 0.9, fraud=True, requested=True)
     >>> days.add(0, "b", 0.2, fraud=False, requested=False)
-    >>> days.label("a", fraud=True, day=0)  # card a is known from day 1 on
-    >>> days.add(1, "a", 0.8, fraud=True, requested=False)
+    >>> days.label("a", fraud=True, day=0, chargeback=False)  # a review: not known by it
+    >>> days.add(1, "a", 0.8, fraud=True, requested=False)  # but reviewed on day 0: known
     >>> days.add(1, "b", 0.1, fraud=True, requested=False)
     >>> [(r.precision, r.recall) for r in days.results()]
     [(1.0, 1.0), (1.0, 1.0)]
@@ -334,7 +336,7 @@ class CardDays:
     def __init__(self, k: int) -> None:
         self.k = k
         self._days: dict[int, _Day] = {}
-        self._known: dict[Hashable, int] = {}  # card -> day its first fraud label arrived
+        self._known: dict[Hashable, int] = {}  # card -> day its first chargeback fraud arrived
         self._lock = threading.Lock()
 
     def add(self, day: int, card: Hashable, score: float, fraud: bool, requested: bool) -> None:
@@ -353,10 +355,11 @@ class CardDays:
             d.scores.append(score)
             d.truths.append(fraud)
 
-    def label(self, card: Hashable, fraud: bool, day: int) -> None:
-        """A label arrived while ``day`` was being scored: a fraud card is known from the next
-        day on."""
-        if fraud and card is not None:
+    def label(self, card: Hashable, fraud: bool, day: int, chargeback: bool = True) -> None:
+        """A label arrived while ``day`` was being scored: a chargeback's fraud makes the card
+        known from the next day on (a reviewer's fraud does not: the team's own review is the
+        day's top ``k``, as in the handbook)."""
+        if fraud and chargeback and card is not None:
             with self._lock:
                 self._known[card] = min(day, self._known.get(card, day))
 
@@ -365,35 +368,47 @@ class CardDays:
             return sorted(self._days)
 
     def result(self, day: int) -> DayResult:
-        with self._lock:
-            d = self._days[day]
-            known = {card for card, at in self._known.items() if at < day}
-            cards = dict(d.card_max)
-            fraud_cards = set(d.fraud_cards)
-            transactions, frauds, requested = d.transactions, d.frauds, d.requested
-        k = self.k
-        precision = card_precision_at_k(cards, fraud_cards, k, known)
-        reviewed = sorted(
-            (c for c in cards if c not in known), key=cards.__getitem__, reverse=True
-        )[:k]
-        eligible = fraud_cards - known
-        found = len(eligible.intersection(reviewed))
-        recall = found / len(eligible) if eligible else math.nan
-        best = min(k, len(eligible)) / k
-        return DayResult(
-            day,
-            transactions,
-            frauds,
-            len(fraud_cards),
-            len(eligible),
-            precision,
-            recall,
-            requested,
-            best,
-        )
+        return next(r for r in self.results() if r.day == day)
 
     def results(self) -> list[DayResult]:
-        return [self.result(day) for day in self.days()]
+        """Every day's figures, in order: a day's reviewed cards are known on the next days."""
+        with self._lock:
+            days = [(day, self._days[day]) for day in sorted(self._days)]
+            labelled = dict(self._known)
+            figures = [
+                (day, dict(d.card_max), set(d.fraud_cards), d.transactions, d.frauds, d.requested)
+                for day, d in days
+            ]
+        k = self.k
+        detected: dict[Hashable, int] = {}  # card -> day the team's review found its fraud
+        out = []
+        for day, cards, fraud_cards, transactions, frauds, requested in figures:
+            known = {c for c, at in labelled.items() if at < day}
+            known.update(c for c, at in detected.items() if at < day)
+            precision = card_precision_at_k(cards, fraud_cards, k, known)
+            reviewed = sorted(
+                (c for c in cards if c not in known), key=cards.__getitem__, reverse=True
+            )[:k]
+            eligible = fraud_cards - known
+            found = eligible.intersection(reviewed)
+            for card in found:
+                detected.setdefault(card, day)
+            recall = len(found) / len(eligible) if eligible else math.nan
+            best = min(k, len(eligible)) / k
+            out.append(
+                DayResult(
+                    day,
+                    transactions,
+                    frauds,
+                    len(fraud_cards),
+                    len(eligible),
+                    precision,
+                    recall,
+                    requested,
+                    best,
+                )
+            )
+        return out
 
     def ranking(self, first_day: int) -> tuple[float, float]:
         """AUC and average precision of the transaction scores from ``first_day`` on."""
@@ -469,12 +484,13 @@ class OfflineCards:
             self._asked[scored.event_id] = card
 
     def on_label(self, label: Label, result: LabelResult) -> None:
-        if result.outcome != "learned":
-            return
         asked = self._asked.pop(label.event_id, None)
         card = label.event[CARD] if label.event is not None else asked
-        self.cards.label(card, label.label is True, self._day)
         chargeback = label.source == "chargeback"
+        # A chargeback makes its card known even when a reviewer had labelled it (a duplicate).
+        self.cards.label(card, label.label is True, self._day, chargeback)
+        if result.outcome != "learned":
+            return
         if not (chargeback and self.ended):
             self.learned["chargeback" if chargeback else "reviewer"] += 1
 
@@ -808,11 +824,12 @@ class ScoreTally:
             body = json.loads(raw)
             event_id = str(body["event_id"])
             fraud = str(body["label"]).lower() in ("true", "1")
-        except (ValueError, KeyError, TypeError):
+            chargeback = body.get("source") == "chargeback"
+        except (ValueError, KeyError, TypeError, AttributeError):
             return
         found = self.ground.events.get(event_id)
         if found is not None and self.cards is not None:
-            self.cards.label(found.card, fraud, self.day)
+            self.cards.label(found.card, fraud, self.day, chargeback)
 
     def report(self) -> Report:
         """The live figures in the offline evaluator's shape."""
@@ -980,7 +997,7 @@ class LiveView:
             return self._figures
         self._figures_at = now
         k = self.options.k
-        closed = [cards.result(d) for d in cards.days() if d < self.tally.day]
+        closed = [r for r in cards.results() if r.day < self.tally.day]
         text = Text(f"simulated day {self.producer.day + 1} of {self.options.days} produced\n")
         if not closed:
             text.append(f"card precision@{k}: after the first simulated day")

@@ -143,7 +143,7 @@ def test_demo_settings_turn_on_card_features_and_the_fraud_strategy() -> None:
     chosen = demo_settings(Settings(strategy="quantile", card_field="cid"), False, cards=True)
     assert (chosen.strategy, chosen.card_field) == ("quantile", "cid")
     synthetic = demo_settings(Settings(), external=False)
-    assert synthetic.card_field is None and synthetic.strategy == "variable"
+    assert synthetic.card_field is None and synthetic.strategy == "balanced"
 
 
 def test_offline_card_figures_match_streamal_evaluate() -> None:

@@ -156,7 +156,7 @@ def test_json_has_every_field_and_adds_up(
         "time_column": None,
         "drop": ["leak"],
         "limit": None,
-        "strategy": "variable",
+        "strategy": "balanced",
         "measure": "entropy",
         "model": "logreg",
         "budget": 0.05,
@@ -220,8 +220,9 @@ def test_a_leaky_column_is_dropped(
     leaky = evaluate(tmp_path, *common, capsys=capsys)
     honest = evaluate(tmp_path, *common, "--drop", "leak", capsys=capsys)
     assert leaky["accuracy"] > 0.98 and leaky["windows"][-1]["accuracy"] == 1.0
-    assert honest["accuracy"] < leaky["accuracy"] - 0.03
-    assert honest["f1"] < leaky["f1"] - 0.15
+    # The leak removes most errors: the honest run makes several times as many.
+    assert 1 - honest["accuracy"] > 5 * (1 - leaky["accuracy"])
+    assert honest["f1"] < leaky["f1"] - 0.1
 
 
 def test_label_delay_in_events_and_in_stream_time(
@@ -267,7 +268,7 @@ def test_river_phishing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     doc = evaluate(tmp_path, "--data", "river:Phishing", "--budget", "0.1", capsys=capsys)
     assert doc["events"] == 1250
     assert doc["config"]["positive"] == "true" and doc["config"]["target"] is None
-    assert doc["spend_ratio"] <= 0.1
+    assert 0.9 * 0.1 <= doc["spend_ratio"] <= 1.05 * 0.1  # the acceptance's bounds
     assert doc["accuracy"] > 0.6
 
 

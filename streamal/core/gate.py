@@ -129,6 +129,14 @@ class Gate:
         (committee, density weighting, expected model change).
     alerts
         Daily card alert lane, in place of the exploit share (which must then be 0).
+    slack
+        Size of the selective lanes' bucket as a share of a window's budget: how far a lane may
+        save up for a cluster of interesting events (the overall budget still caps the window).
+    head_start
+        Start the selective lanes' buckets full rather than empty, so that a cold model can buy
+        its first labels at once. The labels are an advance, not extra budget: pair it with a
+        strategy that balances against the budget (:class:`BalancedQuantile`), which pays them
+        back, and with an overall budget that starts with the same credit.
 
     Examples
     --------
@@ -154,7 +162,13 @@ class Gate:
         constraints: Sequence[Constraint] = (),
         scorer: Scorer | None = None,
         alerts: DailyAlerts | None = None,
+        slack: float = 0.1,
+        head_start: bool = False,
     ) -> None:
+        if not 0.0 < slack <= 1.0:
+            raise ValueError(f"slack must be in (0, 1], got {slack}")
+        self.slack = slack
+        self.head_start = head_start
         if alerts is not None and exploit_share > 0:
             raise ValueError("the daily alert lane replaces the exploit share: set one of them")
         for name, share in (("random_share", random_share), ("exploit_share", exploit_share)):
@@ -179,7 +193,7 @@ class Gate:
         window = getattr(self.budget, "window", 1000)
         self._window = window
         rest = max(0.0, 1.0 - random_share - exploit_share)
-        self._selective = self._selective_bucket(self.budget.fraction)
+        self._selective = self._selective_bucket(self.budget.fraction, head_start)
 
         specs: list[tuple[str, float, Strategy, Scorer]] = [
             ("random", random_share, RandomSampling(), uncertainty_scorer),
@@ -202,25 +216,33 @@ class Gate:
                     max(1e-9, self.budget.fraction * share),
                     window,
                     burst=2 * self._burst,
-                    initial=self._burst,
+                    initial=(2 if head_start else 1) * self._burst,
                     track_spend=False,
                 )
             )
             self.lanes.append(Lane(name, share, lane_strategy, lane_scorer, lane_budget))
+        #: The last selective lane, which spends what the others leave (see Strategy.settle).
+        self._remainder = next((lane for lane in reversed(self.lanes) if lane.budget), None)
         self._bind_rates()
 
     @property
     def _burst(self) -> float:
-        """Bucket size of the selective lanes: a tenth of a window's budget, at least one.
+        """Bucket size of the selective lanes: ``slack`` of a window's budget, at least one.
 
         Each lane's own bucket is twice that: the shared bucket caps the total, the lane's only
         keeps its share, so it may save up for a cluster of interesting events.
         """
-        return max(1.0, 0.1 * self.budget.fraction * self._window)
+        return max(1.0, self.slack * self.budget.fraction * self._window)
 
-    def _selective_bucket(self, fraction: float) -> _SelectiveBucket:
+    def _selective_bucket(self, fraction: float, full: bool = False) -> _SelectiveBucket:
         rate = max(1e-9, fraction * (1.0 - self.random_share))
-        return _SelectiveBucket(min(1.0, rate), self._window, burst=self._burst, track_spend=False)
+        return _SelectiveBucket(
+            min(1.0, rate),
+            self._window,
+            burst=self._burst,
+            initial=self._burst if full else 0.0,
+            track_spend=False,
+        )
 
     def _bind_rates(self) -> None:
         for lane in self.lanes:
@@ -255,6 +277,8 @@ class Gate:
         else:
             decision = self._decide(proba, x)
         self.budget.record(decision.ask)
+        if self._remainder is not None:
+            self._remainder.strategy.settle(decision.ask, self.budget.fraction)
         self._selective.record(decision.ask and decision.reason != "random")
         for constraint in self.constraints:
             constraint.record(decision.ask)
