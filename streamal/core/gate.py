@@ -23,6 +23,12 @@ the spend gauge reads; it and the capacity constraints (labels per hour, open re
 any request (a vetoed random pick is made up at the next event allowed, which depends on time
 only). Budget is charged when a label is requested, not when it arrives.
 
+The last selective lane also hears, through :meth:`Strategy.settle`, whether any lane asked for
+each event: a balancing strategy (:class:`~streamal.core.strategies.BalancedQuantile`) steers
+the *total* to the budget, making up the random lane's rounding and the alerts' ups and downs.
+With a ``head_start`` the buckets start with credit: a cold model gets its first labels at
+once, an advance that the balancing strategy pays back.
+
 With a :class:`~streamal.core.alerts.DailyAlerts` (``alerts``), the exploit lane is a fraud
 team's daily alert list instead of a share of the budget: each UTC day of event time the riskiest
 cards, at most ``k``, each once, are requested (reason ``exploit``); :meth:`Gate.decide` then needs
@@ -133,10 +139,10 @@ class Gate:
         Size of the selective lanes' bucket as a share of a window's budget: how far a lane may
         save up for a cluster of interesting events (the overall budget still caps the window).
     head_start
-        Start the selective lanes' buckets full rather than empty, so that a cold model can buy
-        its first labels at once. The labels are an advance, not extra budget: pair it with a
-        strategy that balances against the budget (:class:`BalancedQuantile`), which pays them
-        back, and with an overall budget that starts with the same credit.
+        Labels of credit the selective lanes start with (at most their bucket), so that a cold
+        model can buy its first labels at once. They are an advance, not extra budget: a
+        strategy that balances against the budget (:class:`BalancedQuantile`) pays them back;
+        give the overall budget the same credit.
 
     Examples
     --------
@@ -163,7 +169,7 @@ class Gate:
         scorer: Scorer | None = None,
         alerts: DailyAlerts | None = None,
         slack: float = 0.1,
-        head_start: bool = False,
+        head_start: float = 0.0,
     ) -> None:
         if not 0.0 < slack <= 1.0:
             raise ValueError(f"slack must be in (0, 1], got {slack}")
@@ -216,7 +222,7 @@ class Gate:
                     max(1e-9, self.budget.fraction * share),
                     window,
                     burst=2 * self._burst,
-                    initial=(2 if head_start else 1) * self._burst,
+                    initial=min(2 * self._burst, self._burst + head_start),
                     track_spend=False,
                 )
             )
@@ -234,13 +240,13 @@ class Gate:
         """
         return max(1.0, self.slack * self.budget.fraction * self._window)
 
-    def _selective_bucket(self, fraction: float, full: bool = False) -> _SelectiveBucket:
+    def _selective_bucket(self, fraction: float, credit: float = 0.0) -> _SelectiveBucket:
         rate = max(1e-9, fraction * (1.0 - self.random_share))
         return _SelectiveBucket(
             min(1.0, rate),
             self._window,
             burst=self._burst,
-            initial=self._burst if full else 0.0,
+            initial=min(self._burst, credit),
             track_spend=False,
         )
 

@@ -97,7 +97,7 @@ def test_the_head_start_is_paid_back() -> None:
         strategy=strategy,
         seed=1,
         slack=0.25,
-        head_start=True,
+        head_start=12.5,
     )
     rng = random.Random(3)
     asks = []
