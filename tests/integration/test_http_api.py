@@ -40,8 +40,10 @@ def topics() -> FreshTopics:
 
 @pytest.fixture(scope="module")
 def service(kafka_bootstrap: str, topics: FreshTopics) -> Iterator[Service]:
-    # A generous budget, so that a handful of events is enough to open review requests.
-    settings = service_settings(kafka_bootstrap, topics, budget=BUDGET)
+    # A generous budget, so that a handful of events is enough to open review requests. Every
+    # test sends its own ten: the variable threshold asks about some of each batch, where the
+    # default's head start would spend on the first batches and then pay the advance back.
+    settings = service_settings(kafka_bootstrap, topics, budget=BUDGET, strategy="variable")
     with running_service(settings) as svc:
         yield svc
 
