@@ -40,6 +40,7 @@ from streamal.adapters.metrics import Metrics
 from streamal.config import Settings
 from streamal.core.features import FeatureSpec, TransactionFeatures
 from streamal.core.fraud_tracker import FraudTracker
+from streamal.core.gate import Gate
 from streamal.core.label_policy import SourceSplit, parse_weights
 from streamal.core.learner import UNREQUESTED, ActiveLearner
 from streamal.core.messages import (
@@ -60,7 +61,7 @@ from streamal.core.model import OnlineModel, make_model
 from streamal.core.pending import PendingStore
 from streamal.core.policy import build_gate
 
-__all__ = ["Service", "build_learner"]
+__all__ = ["GATE_SETTINGS", "Service", "build_learner", "gate_settings", "settings_gate"]
 
 log = logging.getLogger("streamal")
 
@@ -104,13 +105,47 @@ def build_learner(
         river_model = SourceSplit(partial(make_model, settings.model, len(classes), settings.seed))
     model = OnlineModel(river_model, classes.classes, settings.model)
     pending = PendingStore(settings.pending_max_items, settings.pending_ttl_seconds)
-    gate = build_gate(
+    return ActiveLearner(
+        model,
+        settings_gate(settings, model, pending, clock),
+        pending,
+        schema,
+        clock=clock,
+        features=features,
+        source_weights=parse_weights(settings.source_weights),
+        card_field=settings.card_field,
+    )
+
+
+#: The settings a gate is built from, besides the budget (which a gate can change in place).
+GATE_SETTINGS = (
+    "strategy",
+    "measure",
+    "budget_window",
+    "seed",
+    "random_share",
+    "exploit_share",
+    "threshold_step",
+    "labels_per_hour",
+    "max_open_reviews",
+    "alert_cards_per_day",
+)
+
+
+def settings_gate(
+    settings: Settings,
+    model: OnlineModel,
+    pending: PendingStore,
+    clock: Callable[[], float] = time.time,
+) -> Gate:
+    """The gate these settings describe, for ``model`` and its review queue ``pending``."""
+    return build_gate(
         settings.strategy,
         settings.measure,
         settings.budget,
         settings.budget_window,
         model=model.model,
-        n_classes=len(classes),
+        n_classes=len(model.classes),
         positive=model.positive,
         seed=settings.seed,
         random_share=settings.random_share,
@@ -122,16 +157,11 @@ def build_learner(
         clock=clock,
         alert_cards_per_day=settings.alert_cards_per_day,
     )
-    return ActiveLearner(
-        model,
-        gate,
-        pending,
-        schema,
-        clock=clock,
-        features=features,
-        source_weights=parse_weights(settings.source_weights),
-        card_field=settings.card_field,
-    )
+
+
+def gate_settings(settings: Settings) -> dict[str, Any]:
+    """What a checkpoint records of the gate's settings, to tell whether they changed."""
+    return {name: getattr(settings, name) for name in GATE_SETTINGS}
 
 
 class Service:
@@ -472,6 +502,20 @@ class Service:
                 f"{wanted[0]} with {wanted[1]}; start with --reset-state to discard it"
             )
         self.learner = learner
+        recorded = state.get("gate_settings")
+        wanted_gate = gate_settings(self.settings)
+        if recorded != wanted_gate:
+            # A strategy (or lane mix, capacity, ...) chosen in the settings wins over the one
+            # saved; so does this version's gate over one pickled by an older version, whose
+            # objects may lack what the code now needs. The model and the queue are kept; the
+            # gate's own state (thresholds, windows) is re-learned in a few hundred events.
+            changed = sorted(
+                name
+                for name in GATE_SETTINGS
+                if not isinstance(recorded, dict) or recorded.get(name) != wanted_gate[name]
+            )
+            log.info("gate rebuilt from the settings (changed: %s)", ", ".join(changed))
+            learner.gate = settings_gate(self.settings, learner.model, learner.pending)
         if learner.gate.budget.fraction != self.settings.budget:
             log.info(
                 "budget from the settings (%s) replaces the checkpoint's (%s)",
@@ -492,9 +536,10 @@ class Service:
             return False
         with self.learner.model.lock:
             state = {
-                "format": 1,
+                "format": 2,
                 "created_at": time.time(),
                 "learner": self.learner,
+                "gate_settings": gate_settings(self.settings),
                 "positions": {t: dict(p) for t, p in self._positions.items()},
             }
             blob = checkpoint.dumps(state, self._key)

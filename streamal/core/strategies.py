@@ -40,6 +40,48 @@ __all__ = [
 ]
 
 
+class RecentScores:
+    """The last ``size`` scores, kept in order and sorted, for the quantile strategies.
+
+    >>> recent = RecentScores(3)
+    >>> for u in (0.5, 0.1, 0.9, 0.3):
+    ...     recent.add(u)
+    >>> recent.sorted, recent.quantile(0.5), recent.above(0.2)
+    ([0.1, 0.3, 0.9], 0.3, 2)
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._order: deque[float] = deque()
+        #: The scores, ascending.
+        self.sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.sorted)
+
+    def add(self, score: float) -> None:
+        """Take in one score (``O(size)``), dropping the oldest beyond ``size``."""
+        self._order.append(score)
+        bisect.insort(self.sorted, score)
+        if len(self._order) > self.size:
+            old = self._order.popleft()
+            del self.sorted[bisect.bisect_left(self.sorted, old)]
+
+    def quantile(self, q: float) -> float:
+        """The empirical ``q`` quantile: the score at rank ``floor(q·n)`` (``nan`` if empty)."""
+        n = len(self.sorted)
+        return self.sorted[min(n - 1, int(math.floor(q * n)))] if n else math.nan
+
+    def above(self, score: float) -> int:
+        """How many of the scores are higher than ``score``."""
+        return len(self.sorted) - bisect.bisect_right(self.sorted, score)
+
+    @property
+    def spread(self) -> float:
+        """Highest minus lowest score (0 if empty)."""
+        return self.sorted[-1] - self.sorted[0] if self.sorted else 0.0
+
+
 class Strategy(ABC):
     """Decides per event, given a score, whether to ask; adapts to its target rate.
 
@@ -264,23 +306,15 @@ class QuantileThreshold(Strategy):
         self.window = window
         self.gain = gain
         self.fill = fill
-        self._recent: deque[float] = deque()
-        self._sorted: list[float] = []
+        self._recent = RecentScores(window)
         self._boost = 1.0  # the controller's correction of the rate
 
-    def _quantile(self) -> float:
-        if not self._sorted:
-            return math.nan
-        k = min(len(self._sorted) - 1, int(math.floor((1.0 - self.rate) * len(self._sorted))))
-        return self._sorted[k]
-
     def propose(self, score: float) -> tuple[bool, float]:
-        n = len(self._sorted)
+        n = len(self._recent)
         if n < 10:  # too few scores for a quantile: fall back to sampling at the rate
             return self._rng.random() < self.rate, self.rate
         # Rank of the score among the recent ones: ask if fewer than rate * n are above it.
-        above = n - bisect.bisect_right(self._sorted, score)
-        ask = above < self.rate * self._boost * n
+        ask = self._recent.above(score) < self.rate * self._boost * n
         return ask, 1.0 if ask else 0.0
 
     def update(
@@ -289,12 +323,8 @@ class QuantileThreshold(Strategy):
         if self.rate > 0.0 and pressure is not None:  # no budget to read: the quantile alone
             boost = self._boost * (1.0 + self.gain * (pressure - self.fill))
             self._boost = min(1.0 / self.rate, max(0.1, boost))
-        self._recent.append(score)
-        bisect.insort(self._sorted, score)
-        if len(self._recent) > self.window:
-            old = self._recent.popleft()
-            del self._sorted[bisect.bisect_left(self._sorted, old)]
-        self.threshold = self._quantile()
+        self._recent.add(score)
+        self.threshold = self._recent.quantile(1.0 - self.rate)
 
 
 class BalancedQuantile(Strategy):
@@ -344,20 +374,16 @@ class BalancedQuantile(Strategy):
             raise ValueError(f"tolerance must be positive, got {tolerance}")
         self.window = window
         self.tolerance = tolerance
-        self._recent: deque[float] = deque()
-        self._sorted: list[float] = []
+        self._recent = RecentScores(window)
         #: Requests behind the rate (negative: ahead), at most ``tolerance``.
         self.balance = 0.0
 
     def _bar(self) -> float:
-        ranked = self._sorted
-        n = len(ranked)
-        k = min(n - 1, int(math.floor((1.0 - self.rate) * n)))
-        spread = ranked[-1] - ranked[0]
-        return ranked[k] - spread * self.balance / self.tolerance
+        recent = self._recent
+        return recent.quantile(1.0 - self.rate) - recent.spread * self.balance / self.tolerance
 
     def propose(self, score: float) -> tuple[bool, float]:
-        if not self._sorted:  # no score seen yet: sample at the rate
+        if not self._recent:  # no score seen yet: sample at the rate
             return self._rng.random() < self.rate, self.rate
         ask = score >= self._bar()
         return ask, 1.0 if ask else 0.0
@@ -365,14 +391,10 @@ class BalancedQuantile(Strategy):
     def update(
         self, score: float, asked: bool, allowed: bool = True, pressure: float | None = None
     ) -> None:
-        self._recent.append(score)
-        bisect.insort(self._sorted, score)
-        if len(self._recent) > self.window:
-            old = self._recent.popleft()
-            del self._sorted[bisect.bisect_left(self._sorted, old)]
+        self._recent.add(score)
         self.threshold = self._bar()
 
     def settle(self, asked: bool, rate: float) -> None:
         self.balance = min(self.tolerance, self.balance + rate - asked)
-        if self._sorted:
+        if self._recent:
             self.threshold = self._bar()

@@ -12,6 +12,7 @@ from streamal.adapters import checkpoint
 from streamal.adapters.checkpoint import CheckpointError, DirectoryStore
 from streamal.config import Settings
 from streamal.core.messages import TransactionSchema, decode_transaction, encode
+from streamal.core.strategies import BalancedQuantile
 from streamal.core.synthetic import drifting_transactions
 from streamal.service import Service
 
@@ -85,6 +86,57 @@ def test_service_round_trips_its_learner(tmp_path: Path) -> None:
     assert restored.learner.model.predict_proba_one(
         probe.features
     ) == service.learner.model.predict_proba_one(probe.features)
+
+
+def _scored(service: Service, n: int = 300) -> Service:
+    schema = TransactionSchema()
+    for event, _ in drifting_transactions(n, seed=3):
+        service.learner.score(decode_transaction(encode(event), schema))
+    return service
+
+
+def test_a_changed_strategy_rebuilds_the_gate_and_keeps_the_model(tmp_path: Path) -> None:
+    service = _scored(Service(_settings(tmp_path, strategy="variable")))
+    assert service.checkpoint()
+    restored = Service(_settings(tmp_path, strategy="balanced"))
+    restored._restore()
+    lane = restored.learner.gate.lanes[-1]
+    assert isinstance(lane.strategy, BalancedQuantile)  # the settings' strategy, not the saved
+    assert restored.learner.gate.budget.fraction == service.learner.gate.budget.fraction
+    assert len(restored.learner.pending) == len(service.learner.pending) > 0
+    assert restored.learner.model.n_learned == service.learner.model.n_learned
+    # The rebuilt gate's backlog cap and scorers read the restored queue and model.
+    probe = decode_transaction(
+        encode(next(drifting_transactions(1, seed=9))[0]), TransactionSchema()
+    )
+    assert restored.learner.score(probe).decision is not None
+
+
+def test_a_checkpoint_without_gate_settings_gets_a_new_gate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint of an older format: its pickled gate may lack what this version needs."""
+    service = _scored(Service(_settings(tmp_path)))
+    old = {"format": 1, "learner": service.learner, "positions": {}}
+    (tmp_path / "checkpoint.bin").write_bytes(checkpoint.dumps(old, b"k"))
+    restored = Service(_settings(tmp_path))
+    with caplog.at_level("INFO", logger="streamal"):
+        restored._restore()
+    assert "gate rebuilt from the settings (changed: alert_cards_per_day, " in caplog.text
+    fresh, saved = restored.learner.gate.lanes[-1].strategy, service.learner.gate.lanes[-1].strategy
+    assert isinstance(fresh, BalancedQuantile) and isinstance(saved, BalancedQuantile)
+    assert fresh.balance == 0.0 != saved.balance  # a new gate, not the saved one
+    assert len(restored.learner.pending) == len(service.learner.pending) > 0
+
+
+def test_the_same_settings_keep_the_saved_gate(tmp_path: Path) -> None:
+    service = _scored(Service(_settings(tmp_path)))
+    assert service.checkpoint()
+    restored = Service(_settings(tmp_path))
+    restored._restore()
+    kept, saved = restored.learner.gate.lanes[-1].strategy, service.learner.gate.lanes[-1].strategy
+    assert isinstance(kept, BalancedQuantile) and isinstance(saved, BalancedQuantile)
+    assert kept.balance == saved.balance != 0.0
 
 
 def test_service_refuses_a_tampered_checkpoint_unless_reset(tmp_path: Path) -> None:
