@@ -54,6 +54,7 @@ from streamal.core.capacity import Constraint
 from streamal.core.measures import Proba
 from streamal.core.scorers import MeasureScorer, RiskScorer
 from streamal.core.strategies import (
+    BalancedQuantile,
     QuantileThreshold,
     RandomSampling,
     Strategy,
@@ -368,9 +369,13 @@ class Gate:
         set_fraction = getattr(self.budget, "set_fraction", None)
         if set_fraction is None:
             raise TypeError(f"{type(self.budget).__name__} cannot change its fraction")
+        slack = self._burst
         set_fraction(fraction)
         self._selective = self._selective_bucket(fraction)
         for lane in self.lanes:
+            if isinstance(lane.strategy, BalancedQuantile):  # its tolerance is in labels
+                lane.strategy.tolerance *= self._burst / slack
+                lane.strategy.balance = min(lane.strategy.balance, lane.strategy.tolerance)
             if lane.budget is not None:
                 lane.budget = FractionBudget(
                     max(1e-9, fraction * lane.share),

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from streamal.core.budget import FractionBudget
 from streamal.core.gate import Gate
+from streamal.core.policy import build_gate
 from streamal.core.strategies import BalancedQuantile
 
 
@@ -114,3 +115,13 @@ def test_invalid_parameters_are_refused() -> None:
         BalancedQuantile(window=1)
     with pytest.raises(ValueError, match="tolerance"):
         BalancedQuantile(tolerance=0)
+
+
+def test_a_new_budget_scales_the_tolerance() -> None:
+    gate = build_gate("balanced", budget=0.05)
+    strategy = gate.lanes[-1].strategy
+    assert isinstance(strategy, BalancedQuantile)
+    assert strategy.tolerance == 12.5  # a quarter window's budget
+    gate.set_budget(0.02)
+    assert strategy.tolerance == pytest.approx(5.0)
+    assert strategy.balance <= strategy.tolerance
