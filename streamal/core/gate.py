@@ -229,7 +229,7 @@ class Gate:
             )
             self.lanes.append(Lane(name, share, lane_strategy, lane_scorer, lane_budget))
         #: The last selective lane, which spends what the others leave (see Strategy.settle).
-        self._remainder = next((lane for lane in reversed(self.lanes) if lane.budget), None)
+        self._remainder = next((ln for ln in reversed(self.lanes) if ln.budget is not None), None)
         self._bind_rates()
 
     @property

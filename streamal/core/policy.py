@@ -17,7 +17,7 @@ Strategies (the uncertainty lane's decision rule, and the lane mix):
 ``fraud``       random 10 % + exploit 30 % (highest risk) + balanced uncertainty 60 %
 ==============  ==============================================================================
 
-Why ``balanced`` is the default (benchmarks/results.md, 3 seeds, six streams, B = 1-20 %): a
+Why ``balanced`` is the default (benchmarks/results.md, 5 seeds, six streams, B = 1-20 %): a
 short window follows the scores as the model learns, and the balance term lets the lane wait for
 a rare high-score event and then catch up, where an integral controller on the bucket's fill
 (``quantile``) or a threshold that moves after every event (``variable``) lower the bar as soon
@@ -69,7 +69,7 @@ STRATEGIES = (
 #: Strategies whose last lane balances against the whole budget, with a head start.
 BALANCED = ("balanced", "fraud")
 #: The selective lanes' slack, as a share of a window's budget, for the balanced strategies:
-#: the most the acceptance's 1.25 B per window leaves (the others keep 0.1).
+#: the most that a cap of 1.25 B per window leaves (the other strategies keep 0.1).
 BALANCED_SLACK = 0.25
 MEASURE_NAMES = (*MEASURES, "vote_entropy", "kl_divergence", "density", "gradient", "pal")
 
