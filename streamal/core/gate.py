@@ -116,9 +116,11 @@ class Gate:
     random_share
         Share of the budget spent uniformly at random (the unbiased lane).
     step
-        Relative threshold change after a request, for the default variable-threshold strategy.
+        Relative threshold change after a request, for the variable threshold this class uses
+        when no ``strategy`` is given (the service's default, ``balanced``, comes from
+        :func:`~streamal.core.policy.build_gate`).
     initial_threshold
-        Starting threshold of the default strategy.
+        Starting threshold of that variable threshold.
     n_classes
         Number of classes, to normalise the measure.
     seed
