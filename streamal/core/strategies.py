@@ -14,7 +14,10 @@ in how they answer, following the stream active-learning literature:
 * :class:`RandomizedVariableThreshold`: the same with a randomised threshold, so that even
   confidently predicted regions are sampled now and then ("randomised variable uncertainty").
 * :class:`QuantileThreshold`: ask when the score is in the top ``rate`` of the recent scores;
-  spends the rate exactly whatever the score distribution (a balanced quantile filter).
+  spends the rate whatever the score distribution, steered by the budget's fill level.
+* :class:`BalancedQuantile`: the same over a short window, with a bar that moves with how many
+  labels the whole budget is behind or ahead (Kottke et al., 2015, "balanced incremental
+  quantile filter"): it can wait for a rare high score and catch up after. The default.
 
 Every decision comes with the probability that this event would have been requested, which the
 honest-accuracy estimators need.
