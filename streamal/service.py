@@ -118,6 +118,10 @@ def build_learner(
     )
 
 
+#: Written into every checkpoint. Bump it when a gate or strategy class changes its attributes:
+#: a checkpoint of another format keeps its model, queue and features but gets a new gate.
+CHECKPOINT_FORMAT = 2
+
 #: Labels per budget window below which the gate's buckets are too small to spend the budget.
 MIN_WINDOW_LABELS = 10
 
@@ -519,7 +523,7 @@ class Service:
         self.learner = learner
         recorded = state.get("gate_settings")
         wanted_gate = gate_settings(self.settings)
-        if recorded != wanted_gate:
+        if recorded != wanted_gate or state.get("format") != CHECKPOINT_FORMAT:
             # A strategy (or lane mix, capacity, ...) chosen in the settings wins over the one
             # saved; so does this version's gate over one pickled by an older version, whose
             # objects may lack what the code now needs. The model and the queue are kept; the
@@ -529,7 +533,13 @@ class Service:
                 for name in GATE_SETTINGS
                 if not isinstance(recorded, dict) or recorded.get(name) != wanted_gate[name]
             )
-            log.info("gate rebuilt from the settings (changed: %s)", ", ".join(changed))
+            log.info(
+                "gate rebuilt from the settings (checkpoint format %s, this version's %s; "
+                "changed: %s)",
+                state.get("format"),
+                CHECKPOINT_FORMAT,
+                ", ".join(changed) or "none",
+            )
             learner.gate = settings_gate(self.settings, learner.model, learner.pending)
         if learner.gate.budget.fraction != self.settings.budget:
             log.info(
@@ -551,7 +561,7 @@ class Service:
             return False
         with self.learner.model.lock:
             state = {
-                "format": 2,
+                "format": CHECKPOINT_FORMAT,
                 "created_at": time.time(),
                 "learner": self.learner,
                 "gate_settings": gate_settings(self.settings),

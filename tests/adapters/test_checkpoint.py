@@ -14,7 +14,7 @@ from streamal.config import Settings
 from streamal.core.messages import TransactionSchema, decode_transaction, encode
 from streamal.core.strategies import BalancedQuantile
 from streamal.core.synthetic import drifting_transactions
-from streamal.service import Service
+from streamal.service import Service, gate_settings
 
 KEY = b"test-key"
 
@@ -122,11 +122,32 @@ def test_a_checkpoint_without_gate_settings_gets_a_new_gate(
     restored = Service(_settings(tmp_path))
     with caplog.at_level("INFO", logger="streamal"):
         restored._restore()
-    assert "gate rebuilt from the settings (changed: alert_cards_per_day, " in caplog.text
+    assert "gate rebuilt from the settings (checkpoint format 1, " in caplog.text
+    assert "changed: alert_cards_per_day, " in caplog.text
     fresh, saved = restored.learner.gate.lanes[-1].strategy, service.learner.gate.lanes[-1].strategy
     assert isinstance(fresh, BalancedQuantile) and isinstance(saved, BalancedQuantile)
     assert fresh.balance == 0.0 != saved.balance  # a new gate, not the saved one
     assert len(restored.learner.pending) == len(service.learner.pending) > 0
+
+
+def test_another_format_with_the_same_settings_gets_a_new_gate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A class changed its attributes (the format was bumped), the settings did not."""
+    service = _scored(Service(_settings(tmp_path)))
+    state = {
+        "format": 999,
+        "learner": service.learner,
+        "positions": {},
+        "gate_settings": gate_settings(service.settings),
+    }
+    (tmp_path / "checkpoint.bin").write_bytes(checkpoint.dumps(state, b"k"))
+    restored = Service(_settings(tmp_path))
+    with caplog.at_level("INFO", logger="streamal"):
+        restored._restore()
+    assert "checkpoint format 999" in caplog.text and "changed: none" in caplog.text
+    fresh = restored.learner.gate.lanes[-1].strategy
+    assert isinstance(fresh, BalancedQuantile) and fresh.balance == 0.0
 
 
 def test_the_same_settings_keep_the_saved_gate(tmp_path: Path) -> None:
