@@ -62,7 +62,7 @@ from streamal.core.model import OnlineModel, make_model
 from streamal.core.pending import PendingStore
 from streamal.core.policy import build_gate
 
-__all__ = ["GATE_SETTINGS", "Service", "build_learner", "gate_settings", "settings_gate"]
+__all__ = ["GATE_SETTINGS", "Service", "build_learner", "gate_from_settings", "gate_settings"]
 
 log = logging.getLogger("streamal")
 
@@ -108,7 +108,7 @@ def build_learner(
     pending = PendingStore(settings.pending_max_items, settings.pending_ttl_seconds)
     return ActiveLearner(
         model,
-        settings_gate(settings, model, pending, clock),
+        gate_from_settings(settings, model, pending, clock),
         pending,
         schema,
         clock=clock,
@@ -140,7 +140,7 @@ GATE_SETTINGS = (
 )
 
 
-def settings_gate(
+def gate_from_settings(
     settings: Settings,
     model: OnlineModel,
     pending: PendingStore,
@@ -540,7 +540,7 @@ class Service:
                 CHECKPOINT_FORMAT,
                 ", ".join(changed) or "none",
             )
-            learner.gate = settings_gate(self.settings, learner.model, learner.pending)
+            learner.gate = gate_from_settings(self.settings, learner.model, learner.pending)
         if learner.gate.budget.fraction != self.settings.budget:
             log.info(
                 "budget from the settings (%s) replaces the checkpoint's (%s)",

@@ -335,12 +335,12 @@ class BalancedQuantile(Strategy):
 
     The threshold is the ``1 - rate`` quantile of the last ``window`` scores, lowered by the
     scores' range times ``balance / tolerance``, where ``balance`` is the number of requests the
-    budget is behind its pace (:meth:`settle`: the budget's fraction per event, minus the requests
-    made by every lane, so this lane spends what the others leave, and their rounding is made
-    up here rather than added to the total). A short window
-    follows the scores closely, and the balance term lets the lane fall behind for a while, so
-    it waits for the rare high-utility event instead of lowering its bar at once, then catches
-    up in proportion to the deficit. The deficit is capped at ``tolerance`` so that a long veto
+    budget is behind its pace (:meth:`settle`: the budget's fraction per event, minus the
+    requests made by every lane, so this lane spends what the others leave, and their rounding
+    is made up here rather than added to the total). A short window follows the scores closely,
+    and the balance term lets the lane fall behind for a while, so it waits for the rare
+    high-utility event instead of lowering its bar at once, then catches up in proportion to
+    the deficit. The deficit is capped at ``tolerance`` so that a long veto
     (a capacity cap, an outage) cannot wind it up into a flood of requests afterwards; a
     surplus is not capped, so labels taken ahead of the rate (a head start) are paid back in
     full. The gate's buckets keep the hard caps.
@@ -351,8 +351,8 @@ class BalancedQuantile(Strategy):
         Number of recent scores over which the quantile and the range are taken (the paper's
         ``w``, 100).
     tolerance
-        Requests the lane may be behind (or ahead of) its rate before its bar has moved by the
-        whole range of the scores (the paper's ``w_tol``, 50).
+        Requests the budget may be behind (or ahead of) its pace before the bar has moved by
+        the whole range of the scores (the paper's ``w_tol``, 50).
 
     Examples
     --------
@@ -381,23 +381,22 @@ class BalancedQuantile(Strategy):
         #: Requests behind the rate (negative: ahead), at most ``tolerance``.
         self.balance = 0.0
 
-    def _bar(self) -> float:
+    @property
+    def threshold(self) -> float:  # type: ignore[override]  # derived, not stored
+        """The current bar (``nan`` before the first score); computed when read."""
         recent = self._recent
         return recent.quantile(1.0 - self.rate) - recent.spread * self.balance / self.tolerance
 
     def propose(self, score: float) -> tuple[bool, float]:
         if not self._recent:  # no score seen yet: sample at the rate
             return self._rng.random() < self.rate, self.rate
-        ask = score >= self._bar()
+        ask = score >= self.threshold
         return ask, 1.0 if ask else 0.0
 
     def update(
         self, score: float, asked: bool, allowed: bool = True, pressure: float | None = None
     ) -> None:
         self._recent.add(score)
-        self.threshold = self._bar()
 
     def settle(self, asked: bool, rate: float) -> None:
         self.balance = min(self.tolerance, self.balance + rate - asked)
-        if self._recent:
-            self.threshold = self._bar()
