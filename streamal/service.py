@@ -120,7 +120,7 @@ def build_learner(
 
 #: Written into every checkpoint. Bump it when a gate or strategy class changes its attributes:
 #: a checkpoint of another format keeps its model, queue and features but gets a new gate.
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 
 #: Labels per budget window below which the gate's buckets are too small to spend the budget.
 MIN_WINDOW_LABELS = 10

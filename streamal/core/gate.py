@@ -27,7 +27,7 @@ The last selective lane also hears, through :meth:`Strategy.settle`, whether any
 each event: a balancing strategy (:class:`~streamal.core.strategies.BalancedQuantile`) steers
 the *total* to the budget, making up the random lane's rounding and the alerts' ups and downs.
 With a ``head_start`` the buckets start with credit: a cold model gets its first labels at
-once, an advance that the balancing strategy pays back.
+once, an advance that the balancing strategy repays (give it the same head start).
 
 With a :class:`~streamal.core.alerts.DailyAlerts` (``alerts``), the exploit lane is a fraud
 team's daily alert list instead of a share of the budget: each UTC day of event time the riskiest
@@ -144,8 +144,8 @@ class Gate:
     head_start
         Labels of credit the selective lanes start with (at most their bucket), so that a cold
         model can buy its first labels at once. They are an advance, not extra budget: a
-        strategy that balances against the budget (:class:`BalancedQuantile`) pays them back;
-        give the overall budget the same credit.
+        strategy that balances against the budget (:class:`BalancedQuantile`, given the same
+        head start) repays them; give the overall budget the same credit.
 
     Examples
     --------

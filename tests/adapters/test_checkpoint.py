@@ -126,7 +126,8 @@ def test_a_checkpoint_without_gate_settings_gets_a_new_gate(
     assert "changed: alert_cards_per_day, " in caplog.text
     fresh, saved = restored.learner.gate.lanes[-1].strategy, service.learner.gate.lanes[-1].strategy
     assert isinstance(fresh, BalancedQuantile) and isinstance(saved, BalancedQuantile)
-    assert fresh.balance == 0.0 != saved.balance  # a new gate, not the saved one
+    # A new gate (its head start untouched), not the saved one.
+    assert fresh.advance == fresh.tolerance > saved.advance
     assert len(restored.learner.pending) == len(service.learner.pending) > 0
 
 
@@ -147,7 +148,7 @@ def test_another_format_with_the_same_settings_gets_a_new_gate(
         restored._restore()
     assert "checkpoint format 999" in caplog.text and "changed: none" in caplog.text
     fresh = restored.learner.gate.lanes[-1].strategy
-    assert isinstance(fresh, BalancedQuantile) and fresh.balance == 0.0
+    assert isinstance(fresh, BalancedQuantile) and fresh.advance == fresh.tolerance  # a new gate
 
 
 def test_the_same_settings_keep_the_saved_gate(tmp_path: Path) -> None:
@@ -157,7 +158,8 @@ def test_the_same_settings_keep_the_saved_gate(tmp_path: Path) -> None:
     restored._restore()
     kept, saved = restored.learner.gate.lanes[-1].strategy, service.learner.gate.lanes[-1].strategy
     assert isinstance(kept, BalancedQuantile) and isinstance(saved, BalancedQuantile)
-    assert kept.balance == saved.balance != 0.0
+    assert (kept.balance, kept.advance) == (saved.balance, saved.advance)
+    assert kept.advance < kept.tolerance  # the saved gate, which has seen events
 
 
 def test_service_refuses_a_tampered_checkpoint_unless_reset(tmp_path: Path) -> None:

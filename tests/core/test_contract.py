@@ -91,7 +91,7 @@ def test_no_score_sequence_breaks_the_caps(
     asks = [gate.decide({False: 1 - p, True: p}).ask for p in scores]
     # The lanes fill by B per event between them; the random lane's pick in a block may come
     # before the block's budget has accrued: at most one request ahead (the cap's one credit).
-    # The balanced strategies' head start is an advance of their slack, paid back later.
+    # The balanced strategies' head start is an advance of their slack, repaid later.
     credit = slack(budget, 1000) if strategy in BALANCED else 1.0
     assert sum(asks) <= budget * len(asks) + credit + 1e-9
     assert _max_window(asks) <= budget * 1000 + max(1.0, 0.25 * budget * 1000)

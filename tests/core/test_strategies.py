@@ -88,11 +88,8 @@ def test_the_spend_stays_within_the_tolerance_of_the_rate(scores: list[float], r
         assert asked <= rate * len(scores) + tolerance + 1
 
 
-def test_the_head_start_is_paid_back() -> None:
-    """With a full bucket at the start the gate buys its first labels at once, not more."""
-    budget, n = 0.05, 4000
-    strategy = BalancedQuantile(window=100, tolerance=12.5)
-    gate = Gate(
+def _cold_start_gate(strategy: BalancedQuantile, budget: float = 0.05) -> Gate:
+    return Gate(
         FractionBudget(budget, 1000, burst_share=0.25, initial=12.5),
         random_share=0.1,
         strategy=strategy,
@@ -100,14 +97,44 @@ def test_the_head_start_is_paid_back() -> None:
         slack=0.25,
         head_start=12.5,
     )
+
+
+def _cold_start_asks(gate: Gate, n: int) -> list[bool]:
     rng = random.Random(3)
     asks = []
     for i in range(n):
         p = 0.5 if i < 50 else rng.random()  # a cold model: one score for all, until labels come
         asks.append(gate.decide({True: p, False: 1 - p}).ask)
+    return asks
+
+
+def test_the_head_start_is_taken_at_once_and_repaid() -> None:
+    """With a head start the gate buys its first labels at once, and the total is the budget."""
+    budget, n = 0.05, 4000
+    strategy = BalancedQuantile(window=100, tolerance=12.5, head_start=12.5, repay=500)
+    asks = _cold_start_asks(_cold_start_gate(strategy, budget), n)
     assert sum(asks[:20]) >= 12  # its first labels come at once
     assert abs(sum(asks) - budget * n) <= 3  # and the total is the budget's
-    assert strategy.balance == pytest.approx(budget * n - sum(asks))
+    assert strategy.advance == 0.0
+    # The balance is the budget's pace less the requests; a first event not asked for, while
+    # the balance sits at its cap (the head start), loses that event's share.
+    assert strategy.balance == pytest.approx(budget * n - sum(asks), abs=0.1)
+
+
+def test_the_head_start_is_repaid_evenly_not_at_once() -> None:
+    """Just after its head start the lane keeps asking, at the rate less the repayment.
+
+    Repaid through the balance instead (a bucket's credit and no head start in the strategy),
+    the bar rises above every score and the model, which has just begun to learn, gets nothing.
+    """
+    repaid = BalancedQuantile(window=100, tolerance=12.5, head_start=12.5, repay=500)
+    at_once = BalancedQuantile(window=100, tolerance=12.5)
+    evenly = _cold_start_asks(_cold_start_gate(repaid), 1000)
+    abruptly = _cold_start_asks(_cold_start_gate(at_once), 1000)
+    # Events 50-250: 5 % less 12.5 labels per 500 events is 2.5 % (5 labels), before 1 % random.
+    assert sum(evenly[50:250]) >= 4
+    assert sum(abruptly[50:250]) <= 2
+    assert sum(evenly) == pytest.approx(sum(abruptly), abs=3)  # the same budget
 
 
 def test_invalid_parameters_are_refused() -> None:
@@ -115,6 +142,10 @@ def test_invalid_parameters_are_refused() -> None:
         BalancedQuantile(window=1)
     with pytest.raises(ValueError, match="tolerance"):
         BalancedQuantile(tolerance=0)
+    with pytest.raises(ValueError, match="head_start"):
+        BalancedQuantile(head_start=-1)
+    with pytest.raises(ValueError, match="repay"):
+        BalancedQuantile(repay=0)
 
 
 def test_a_new_budget_scales_the_tolerance() -> None:
