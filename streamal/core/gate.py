@@ -142,10 +142,11 @@ class Gate:
         Size of the selective lanes' bucket as a share of a window's budget: how far a lane may
         save up for a cluster of interesting events (the overall budget still caps the window).
     head_start
-        Labels of credit the selective lanes start with (at most their bucket), so that a cold
-        model can buy its first labels at once. They are an advance, not extra budget: a
-        strategy that balances against the budget (:class:`BalancedQuantile`, given the same
-        head start) repays them; give the overall budget the same credit.
+        Labels of credit the last selective lane starts with (at most its bucket), so that a
+        cold model can buy its first labels at once; a lane before it starts empty. They are
+        an advance, not extra budget: a strategy that balances against the budget
+        (:class:`BalancedQuantile`, given the same head start) repays them; give the overall
+        budget the same credit.
 
     Examples
     --------
@@ -214,10 +215,14 @@ class Gate:
                 uncertainty_scorer,
             ),
         ]
+        specs = [spec for spec in specs if spec[1] > 1e-12]
+        # Only the last selective lane, which balances the total, starts with credit: the head
+        # start is its to take and to repay. A lane before it spends its share as it accrues;
+        # credit there would be spent on top of the share, which nothing would pay back.
+        remainder = next((spec[0] for spec in reversed(specs) if spec[0] != "random"), None)
         self.lanes: list[Lane] = []
         for name, share, lane_strategy, lane_scorer in specs:
-            if share <= 1e-12:
-                continue
+            credit = min(2 * self._burst, self._burst + head_start) if name == remainder else 0.0
             lane_budget = (
                 None
                 if name == "random"
@@ -225,7 +230,7 @@ class Gate:
                     max(1e-9, self.budget.fraction * share),
                     window,
                     burst=2 * self._burst,
-                    initial=min(2 * self._burst, self._burst + head_start),
+                    initial=credit,
                     track_spend=False,
                 )
             )

@@ -168,3 +168,18 @@ def test_unknown_measure_raises() -> None:
 def test_bad_random_share_raises(share: float) -> None:
     with pytest.raises(ValueError, match="share"):
         Gate(random_share=share)
+
+
+def test_only_the_balancing_lane_starts_with_credit() -> None:
+    """The head start is the last lane's: the exploit lane spends its share as it accrues.
+
+    Credit in the exploit lane's bucket would be spent on top of its share, and on a short
+    stream the balancing lane cannot give it all back (Phishing at 1 %: 14 labels of 12.5).
+    """
+    from streamal.core.policy import build_gate
+
+    gate = build_gate("fraud", budget=0.01, seed=0)  # exploit: 30 % of 1 %, a label per 333
+    decisions = [gate.decide(p) for p in _uniform_stream(1000, seed=4)]
+    first_exploit = next(i for i, d in enumerate(decisions) if d.reason == "exploit")
+    assert first_exploit >= 333 - 1
+    assert sum(d.reason == "uncertainty" for d in decisions[:10]) >= 2  # the head start
