@@ -8,7 +8,7 @@ decision "ask or not".
 
 Run it from the benchmark virtualenv (it needs scikit-activeml, a benchmark-only dependency)::
 
-    python benchmarks/compare_strategies.py --budgets 0.01,0.05,0.1,0.2 --seeds 3 \\
+    python benchmarks/compare_strategies.py --budgets 0.01,0.05,0.1,0.2 --seeds 10 \\
         --out benchmarks/results.json --markdown benchmarks/results.md
 """
 
@@ -627,7 +627,7 @@ def write_report(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default="0.01,0.05,0.1,0.2")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--streams", default=",".join(STREAMS))
     parser.add_argument("--methods", default=None, help="comma-separated; default: all")

@@ -18,7 +18,7 @@ Strategies (the uncertainty lane's decision rule, and the lane mix):
 ``fraud``       random 10 % + exploit 30 % (highest risk) + balanced uncertainty 60 %
 ==============  ==============================================================================
 
-Why ``balanced`` is the default (benchmarks/results.md, 5 seeds, six streams, B = 1-20 %): a
+Why ``balanced`` is the default (benchmarks/results.md, 10 seeds, six streams, B = 1-20 %): a
 short window follows the scores as the model learns, and the balance term lets the lane wait for
 a rare high-score event and then catch up, where an integral controller on the bucket's fill
 (``quantile``) or a threshold that moves after every event (``variable``) lower the bar as soon
