@@ -12,6 +12,7 @@ import pytest
 from streamal.core.budget import Budget, WindowBudget
 from streamal.core.gate import Decision, Gate
 from streamal.core.measures import MEASURES
+from streamal.core.policy import build_gate
 
 B, W = 0.05, 1000
 
@@ -176,8 +177,6 @@ def test_only_the_balancing_lane_starts_with_credit() -> None:
     Credit in the exploit lane's bucket would be spent on top of its share, and on a short
     stream the balancing lane cannot give it all back (Phishing at 1 %: 14 labels of 12.5).
     """
-    from streamal.core.policy import build_gate
-
     gate = build_gate("fraud", budget=0.01, seed=0)  # exploit: 30 % of 1 %, a label per 333
     decisions = [gate.decide(p) for p in _uniform_stream(1000, seed=4)]
     first_exploit = next(i for i, d in enumerate(decisions) if d.reason == "exploit")
