@@ -363,13 +363,6 @@ class CardDays:
             with self._lock:
                 self._known[card] = min(day, self._known.get(card, day))
 
-    def days(self) -> list[int]:
-        with self._lock:
-            return sorted(self._days)
-
-    def result(self, day: int) -> DayResult:
-        return next(r for r in self.results() if r.day == day)
-
     def results(self) -> list[DayResult]:
         """Every day's figures, in order: a day's reviewed cards are known on the next days."""
         with self._lock:

@@ -236,7 +236,7 @@ class Gate:
             )
             self.lanes.append(Lane(name, share, lane_strategy, lane_scorer, lane_budget))
         #: The last selective lane, which spends what the others leave (see Strategy.settle).
-        self._remainder = next((ln for ln in reversed(self.lanes) if ln.budget is not None), None)
+        self._remainder = next((ln for ln in self.lanes if ln.name == remainder), None)
         self._bind_rates()
 
     @property
@@ -376,12 +376,12 @@ class Gate:
         set_fraction = getattr(self.budget, "set_fraction", None)
         if set_fraction is None:
             raise TypeError(f"{type(self.budget).__name__} cannot change its fraction")
-        slack = self._burst
+        old_burst = self._burst
         set_fraction(fraction)
         self._selective = self._selective_bucket(fraction)
         for lane in self.lanes:
             if isinstance(lane.strategy, BalancedQuantile):  # its tolerance is in labels
-                lane.strategy.tolerance *= self._burst / slack
+                lane.strategy.tolerance *= self._burst / old_burst
                 lane.strategy.balance = min(lane.strategy.balance, lane.strategy.tolerance)
             if lane.budget is not None:
                 lane.budget = FractionBudget(
