@@ -163,6 +163,13 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Learning weight per label source, e.g. chargeback=0.5 (others 1).",
     )
+    class_balance: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Learning weight per class: (n / (K * n_class)) ** this, so a rare class "
+        "counts; 0: off, 0.5: for fraud streams, 1: fully balanced (swings online).",
+    )
 
     # Pending store
     pending_max_items: int = Field(100_000, ge=1, description="Most open review requests kept.")

@@ -297,6 +297,7 @@ def report_document(
         "random_share": settings.random_share,
         "exploit_share": settings.exploit_share,
         "labels_per_hour": settings.labels_per_hour,
+        "class_balance": settings.class_balance,
         "label_delay": label_delay.text,
         "label_delay_events": None if label_delay.seconds is not None else label_delay.events,
         "label_delay_seconds": label_delay.seconds,

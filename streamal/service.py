@@ -39,6 +39,7 @@ from streamal.adapters import checkpoint
 from streamal.adapters.kafka import dead_letter_record, ensure_topics, make_consumer, make_producer
 from streamal.adapters.metrics import Metrics
 from streamal.config import Settings
+from streamal.core.class_balance import ClassBalance
 from streamal.core.features import FeatureSpec, TransactionFeatures
 from streamal.core.fraud_tracker import FraudTracker
 from streamal.core.gate import Gate
@@ -115,6 +116,7 @@ def build_learner(
         features=features,
         source_weights=parse_weights(settings.source_weights),
         card_field=settings.card_field,
+        class_balance=ClassBalance(settings.class_balance),
     )
 
 
@@ -521,6 +523,12 @@ class Service:
                 f"{wanted[0]} with {wanted[1]}; start with --reset-state to discard it"
             )
         self.learner = learner
+        # The learning weights come from the settings, like the gate; the class counts are kept
+        # (a checkpoint from before they existed starts counting now).
+        learner.source_weights = parse_weights(self.settings.source_weights)
+        balance = getattr(learner, "class_balance", None) or ClassBalance()
+        balance.power = self.settings.class_balance
+        learner.class_balance = balance
         recorded = state.get("gate_settings")
         wanted_gate = gate_settings(self.settings)
         if recorded != wanted_gate or state.get("format") != CHECKPOINT_FORMAT:

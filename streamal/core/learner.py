@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from streamal.core.class_balance import ClassBalance
 from streamal.core.estimate import Proportion
 from streamal.core.features import TransactionFeatures
 from streamal.core.gate import Decision, Gate
@@ -66,6 +67,9 @@ class ActiveLearner:
     card_field
         Event field with the card id, for a gate with a daily card alert lane (``gate.alerts``):
         the gate then gets each event's card and event time (the clock's when it has none).
+    class_balance
+        Per-class learning weights (:class:`~streamal.core.class_balance.ClassBalance`), on top
+        of ``source_weights``; default off.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class ActiveLearner:
         features: TransactionFeatures | None = None,
         source_weights: Mapping[str, float] | None = None,
         card_field: str | None = None,
+        class_balance: ClassBalance | None = None,
     ) -> None:
         self.model = model
         self.gate = gate
@@ -88,6 +93,8 @@ class ActiveLearner:
         self.features = features
         #: Learning weight per label source (1 for sources not listed).
         self.source_weights: dict[str, float] = dict(source_weights or {})
+        #: Learning weight per class, so that a rare class counts (off by default).
+        self.class_balance = class_balance if class_balance is not None else ClassBalance()
         if getattr(gate, "alerts", None) is not None and not card_field:
             raise ValueError("the daily card alert lane needs the card field (card_field)")
         self.card_field = card_field
@@ -147,9 +154,8 @@ class ActiveLearner:
         if pending.was_resolved(label.event_id):
             return LabelResult("duplicate", actual=label.label)
         item = pending.resolve(label.event_id)
-        weight = self.source_weights.get(label.source, 1.0)
         if item is not None:
-            self.model.learn_one(item.features, label.label, weight, label.source)
+            self.model.learn_one(item.features, label.label, self._weight(label), label.source)
             self._teach_gate(item.features, label.label)
             self._track(item.reason, item.predicted, label.label)
             self._feed_features(item.event or label.event, label)
@@ -164,13 +170,18 @@ class ActiveLearner:
                     features.update(self.features.transform_one(label.event, learn=False))
             proba = self.model.predict_proba_one(features)
             predicted = max(proba, key=proba.__getitem__)
-            self.model.learn_one(features, label.label, weight, label.source)
+            self.model.learn_one(features, label.label, self._weight(label), label.source)
             self._teach_gate(features, label.label)
             pending.mark_resolved(label.event_id)
             self._feed_features(label.event, label)
             self._track(UNREQUESTED, predicted, label.label)
             return LabelResult("learned", UNREQUESTED, predicted, label.label)
         return LabelResult("orphan", actual=label.label)
+
+    def _weight(self, label: Label) -> float:
+        """Count a label that is about to be learned and return its learning weight."""
+        self.class_balance.learn_one(label.label)
+        return self.source_weights.get(label.source, 1.0) * self.class_balance.weight(label.label)
 
     def _teach_gate(self, x: Mapping[str, float], y: Hashable) -> None:
         # Gates that learn from labels (PAL's label counts) have ``learn_one``; others need not.

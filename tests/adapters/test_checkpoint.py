@@ -188,3 +188,27 @@ def test_checkpoints_need_a_key(tmp_path: Path) -> None:
     key_file.write_text("from-a-secret\n")
     service = Service(Settings(checkpoint_dir=str(tmp_path), checkpoint_key_file=str(key_file)))
     assert service._key == b"from-a-secret"
+
+
+def test_learning_weights_come_from_the_settings_and_class_counts_are_kept(
+    tmp_path: Path,
+) -> None:
+    service = _scored(Service(_settings(tmp_path)))
+    for y in (False, False, True):
+        service.learner.class_balance.learn_one(y)
+    assert service.checkpoint()
+    restored = Service(_settings(tmp_path, class_balance=0.5, source_weights=["chargeback=0.25"]))
+    restored._restore()
+    assert restored.learner.class_balance.power == 0.5
+    assert restored.learner.class_balance.counts == {False: 2, True: 1}
+    assert restored.learner.source_weights == {"chargeback": 0.25}
+
+
+def test_a_checkpoint_from_before_class_counts_starts_counting(tmp_path: Path) -> None:
+    service = _scored(Service(_settings(tmp_path)))
+    del service.learner.class_balance  # as pickled by a version without it
+    assert service.checkpoint()
+    restored = Service(_settings(tmp_path, class_balance=0.5))
+    restored._restore()
+    assert restored.learner.class_balance.power == 0.5
+    assert restored.learner.class_balance.counts == {}

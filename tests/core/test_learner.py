@@ -7,6 +7,7 @@ from collections.abc import Hashable
 import pytest
 
 from streamal.core.budget import WindowBudget
+from streamal.core.class_balance import ClassBalance
 from streamal.core.gate import Gate
 from streamal.core.learner import UNREQUESTED, ActiveLearner
 from streamal.core.messages import Label, Transaction, TransactionSchema
@@ -189,3 +190,37 @@ def test_real_model_learns_from_labels() -> None:
     assert al.score(txn("x1", amount=3.0)).predicted is True
     assert al.score(txn("x2", amount=-3.0)).predicted is False
     assert al.accuracy["random"].value > 0.9
+
+
+class WeightRecorder(Recorder):
+    """Also remembers the weight of every learn step (1 when none is given)."""
+
+    def __init__(self, answer: dict[Hashable, float]) -> None:
+        super().__init__(answer)
+        self.weights: list[float] = []
+
+    def learn_one(self, x: dict[str, float], y: Hashable, w: float = 1.0) -> None:
+        super().learn_one(x, y)
+        self.weights.append(w)
+
+
+def test_class_balance_and_source_weight_multiply() -> None:
+    inner = WeightRecorder({False: 0.7, True: 0.3})
+    al = ActiveLearner(
+        OnlineModel(inner, classes=[False, True]),
+        always_random(),
+        class_balance=ClassBalance(power=1.0),
+        source_weights={"chargeback": 0.5},
+    )
+    truths = [False, False, False, True]
+    for i, truth in enumerate(truths):
+        al.score(txn(f"e{i}", amount=1.0))
+        al.learn(Label(f"e{i}", truth, "chargeback"))
+    al.learn(Label("orphan", True, "chargeback"))  # not learned, so not counted
+    assert al.class_balance.counts == {False: 3, True: 1}
+    # 1 until both classes are seen; then the positive weighs 4 / (2 * 1) = 2, times 0.5.
+    assert inner.weights == [0.5, 0.5, 0.5, pytest.approx(1.0)]
+    event = {"event_id": "c1", "amount": 2.0}
+    al.learn(Label("c1", False, "reviewer", event=event))  # unrequested labels count too
+    assert al.class_balance.counts == {False: 4, True: 1}
+    assert inner.weights[-1] == pytest.approx(5 / 8)

@@ -446,6 +446,7 @@ def test_rendered_configuration_is_read_by_the_service(
         given = yaml.safe_load(path.read_text())["config"]
         assert set(given) == set(VALUES["config"]), "this variant gives every setting"
         assert settings.label_policy == "split" and settings.source_weights == ["chargeback=0.5"]
+        assert settings.class_balance == 0.5
         assert set(config) == {"STREAMAL_" + k.upper() for k in given} | {
             "STREAMAL_BOOTSTRAP_SERVERS",
             "STREAMAL_SECURITY_PROTOCOL",
