@@ -34,6 +34,7 @@ from peers import PEERS, AllLabelsGate, EntropySamplerGate, make_peer  # noqa: E
 
 import streamal  # noqa: E402
 from streamal.config import Settings  # noqa: E402
+from streamal.core.class_balance import ClassBalance  # noqa: E402
 from streamal.core.evaluator import prequential  # noqa: E402
 from streamal.core.learner import ActiveLearner  # noqa: E402
 from streamal.core.model import OnlineModel, make_model  # noqa: E402
@@ -141,9 +142,18 @@ def _gate(method: str, budget: float | None, seed: int, model: OnlineModel, **ex
     )
 
 
+#: Power of the class-balanced learning weights for every method (``--class-balance``; 0: off).
+CLASS_BALANCE = 0.0
+
+
+def _set_class_balance(power: float) -> None:
+    global CLASS_BALANCE
+    CLASS_BALANCE = power
+
+
 def _evaluate(events: Iterable[tuple[dict[str, Any], bool]], gate_of: Any) -> dict[str, Any]:
     model = _model()
-    learner = ActiveLearner(model, gate_of(model))
+    learner = ActiveLearner(model, gate_of(model), class_balance=ClassBalance(CLASS_BALANCE))
     report = prequential(events, learner, label_delay=LABEL_DELAY, spend_window=SPEND_WINDOW)
     d = report.as_dict()
     d.pop("windows", None)
@@ -248,6 +258,7 @@ def aggregate(runs: list[dict[str, Any]], budgets: list[float]) -> list[dict[str
             "accuracy_std": _std([r["accuracy"] for r in rs]),
             "f1": _mean([r["f1"] for r in rs]),
             "f1_std": _std([r["f1"] for r in rs]),
+            "average_precision": _mean([r["average_precision"] for r in rs]),
             "kappa": _mean([r["kappa"] for r in rs]),
             "spend_over_budget": _mean(spend),
             "spend_over_budget_max": max(spend),
@@ -445,10 +456,19 @@ def _label(method: str) -> str:
     return _SHORT.get(method, method.replace("streamal_", "sa:").replace("skal_", "skal:"))
 
 
-def _cell_text(c: dict[str, Any], show_f1: bool) -> str:
+def _balance_note(config: dict[str, Any]) -> str:
+    power = config.get("class_balance", 0.0)
+    if not power:
+        return ""
+    return f", every method learning with class-balanced weights (power {power:g})"
+
+
+def _cell_text(c: dict[str, Any], show_f1: bool, show_ap: bool = False) -> str:
     text = f"{100 * c['accuracy']:.1f}"
     if show_f1:
         text += f" / {100 * c['f1']:.1f}"
+    if show_ap:
+        text += f" / {100 * c['average_precision']:.1f}"
     if c["method"] == "all_labels":
         return text
     flags = []
@@ -488,8 +508,9 @@ def markdown(
         "",
         f"{config['events']} events per stream (Phishing: all 1,250), label delay "
         f'{LABEL_DELAY} events, model `make_model("logreg")` for everyone, mean over '
-        f"{config['seeds']} seed(s). Cells: prequential accuracy % (imbalanced stream and "
-        "Phishing: accuracy % / positive-class F1 %). Flags: `sX` overall spend / B outside "
+        f"{config['seeds']} seed(s){_balance_note(config)}. Cells: prequential accuracy % "
+        "(Phishing: accuracy % / positive-class F1 %; imbalanced stream: accuracy % / F1 % / "
+        "average precision %). Flags: `sX` overall spend / B outside "
         "[0.9, 1.05] (always shown for the unbudgeted River EntropySampler), `wX` max spend in a "
         "window of 1,000 events / B above 1.25; `(X)` the fixed-threshold strategy's spend "
         "(allowed to underspend).",
@@ -519,7 +540,9 @@ def markdown(
                     if c is None:
                         row.append("–")
                         continue
-                    text = _cell_text(c, stream in ("imbalanced", "phishing"))
+                    text = _cell_text(
+                        c, stream in ("imbalanced", "phishing"), stream == "imbalanced"
+                    )
                     if m != "all_labels" and c["accuracy"] == best:
                         text = f"**{text}**"
                     row.append(text)
@@ -636,6 +659,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", default="benchmarks/results.md")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 events, 1 seed")
     parser.add_argument(
+        "--class-balance",
+        type=float,
+        default=0.0,
+        help="every method learns with class-balanced weights of this power (0: off)",
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="reuse finished runs from <out>.runs.jsonl"
     )
     parser.add_argument(
@@ -670,7 +699,14 @@ def main(argv: list[str] | None = None) -> int:
         log_path.unlink()
     started = time.perf_counter()
     print(f"{len(tasks)} runs on {args.processes} process(es)", file=sys.stderr, flush=True)
-    with Pool(args.processes, maxtasksperchild=50) as pool, log_path.open("a") as log:
+    _set_class_balance(args.class_balance)
+    pool = Pool(
+        args.processes,
+        initializer=_set_class_balance,
+        initargs=(args.class_balance,),
+        maxtasksperchild=50,
+    )
+    with pool, log_path.open("a") as log:
         for i, r in enumerate(pool.imap_unordered(run_task, tasks), start=1):
             runs.append(r)
             log.write(json.dumps(r) + "\n")
@@ -689,6 +725,7 @@ def main(argv: list[str] | None = None) -> int:
         "spend_window": SPEND_WINDOW,
         "model": 'make_model("logreg")',
         "measure": "entropy",
+        "class_balance": args.class_balance,
         "default_strategy": Settings().strategy,
         "tune_prefix": TUNE_PREFIX,
         "processes": args.processes,
