@@ -768,13 +768,20 @@ class Service:
             s.topic_dead_letter,
         ]
 
-    def model_info(self) -> dict[str, Hashable | int | list[str]]:
+    def model_info(self) -> dict[str, Any]:
         model = self.learner.model
+        balance = self.learner.class_balance
         return {
             "kind": model.kind,
             "classes": [ClassSet.name(c) for c in model.classes],
             "labels_learned": model.n_learned,
             "version": model.version,
+            # The learned labels' class mix and the weight the next label of each class gets.
+            "class_balance": {
+                "power": balance.power,
+                "labels": {ClassSet.name(c): balance.counts.get(c, 0) for c in model.classes},
+                "weights": {ClassSet.name(c): balance.weight(c) for c in model.classes},
+            },
         }
 
     @property

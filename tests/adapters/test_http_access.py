@@ -77,3 +77,16 @@ def test_without_a_token_everything_is_open() -> None:
     app = create_app(Service(Settings()), manage_lifecycle=False)
     response = _call(app, "PUT", "/v1/budget", json={"fraction": 0.03})
     assert response.status_code == 200
+
+
+def test_model_shows_the_class_mix_and_its_weights() -> None:
+    service = Service(Settings(class_balance=0.5))
+    for label in [False] * 6 + [True] * 2:
+        service.learner.class_balance.learn_one(label)
+    body = _call(create_app(service, manage_lifecycle=False), "GET", "/v1/model").json()
+    balance = body["class_balance"]
+    assert balance["power"] == 0.5
+    assert balance["labels"] == {"false": 6, "true": 2}
+    # 8 labels, 2 classes: (8 / (2 * 2)) ** 0.5 and (8 / (2 * 6)) ** 0.5
+    assert balance["weights"]["true"] == pytest.approx(2**0.5)
+    assert balance["weights"]["false"] == pytest.approx((2 / 3) ** 0.5)
