@@ -24,7 +24,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "(the embedded broker is for `streamal demo`)"
         )
         return 2
-    app = create_app(Service(settings))
+    try:
+        service = Service(settings)
+    except (ValueError, TypeError) as exc:  # settings that do not fit together
+        print(f"streamal serve: {exc}")
+        return 2
+    app = create_app(service)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler
     # that was there before it: with the default one, a clean shutdown would still end as
     # "killed by SIGTERM" (status -15). A no-op handler lets it return, and serve exits 0.

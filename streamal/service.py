@@ -59,7 +59,7 @@ from streamal.core.messages import (
     score_message,
     to_iso,
 )
-from streamal.core.model import OnlineModel, make_model
+from streamal.core.model import OnlineModel, make_model, takes_weights
 from streamal.core.pending import PendingStore
 from streamal.core.policy import build_gate
 
@@ -105,6 +105,13 @@ def build_learner(
     river_model: Any = make_model(settings.model, len(classes), settings.seed)
     if settings.label_policy == "split":
         river_model = SourceSplit(partial(make_model, settings.model, len(classes), settings.seed))
+    source_weights = parse_weights(settings.source_weights)
+    weighted = settings.class_balance > 0 or any(w != 1.0 for w in source_weights.values())
+    if weighted and not takes_weights(river_model):
+        raise ValueError(
+            f"model {settings.model} cannot learn weighted labels (class_balance, "
+            "source_weights): choose logreg, logreg-slow or hat, or drop the weights"
+        )
     model = OnlineModel(river_model, classes.classes, settings.model)
     pending = PendingStore(settings.pending_max_items, settings.pending_ttl_seconds)
     return ActiveLearner(
@@ -114,7 +121,7 @@ def build_learner(
         schema,
         clock=clock,
         features=features,
-        source_weights=parse_weights(settings.source_weights),
+        source_weights=source_weights,
         card_field=settings.card_field,
         class_balance=ClassBalance(settings.class_balance),
     )

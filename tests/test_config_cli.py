@@ -196,6 +196,20 @@ def test_serve_without_a_broker_refuses_to_start(
     assert "bootstrap-servers" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--model", "gnb", "--class-balance", "0.5"],  # GaussianNB refuses a sample weight
+        ["--model", "arf", "--source-weights", "chargeback=0.5"],  # ARF would ignore it
+    ],
+)
+def test_serve_refuses_weights_the_model_cannot_learn(
+    serve_only: None, capsys: pytest.CaptureFixture[str], flags: list[str]
+) -> None:
+    assert cli.main(["serve", "--bootstrap-servers", "127.0.0.1:1", *flags]) == 2
+    assert "cannot learn weighted labels" in capsys.readouterr().out
+
+
 def test_a_command_is_required(serve_only: None, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli.main([])

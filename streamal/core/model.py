@@ -7,6 +7,7 @@ version counter says exactly which state produced a score.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from river import forest, linear_model, multiclass, naive_bayes, optim, preproce
 
 from streamal.core.label_policy import SourceSplit
 
-__all__ = ["MODELS", "OnlineModel", "make_model"]
+__all__ = ["MODELS", "OnlineModel", "make_model", "takes_weights"]
 
 Features = Mapping[str, float]
 
@@ -65,6 +66,26 @@ def make_model(kind: str = "logreg", n_classes: int = 2, seed: int | None = 42) 
     if kind == "gnb":
         return naive_bayes.GaussianNB()  # type: ignore[no-untyped-call]
     raise ValueError(f"unknown model {kind!r}; choose one of {sorted(MODELS)}")
+
+
+def takes_weights(model: Any) -> bool:
+    """Whether ``model.learn_one`` honours a sample weight ``w``.
+
+    Learning weights (per label source, per class) need it. River's ``GaussianNB`` refuses
+    ``w`` and ``ARFClassifier`` swallows it (each tree learns with its own Poisson weight), so
+    only an explicit ``w`` parameter counts; a pipeline is asked for its last step, a
+    :class:`SourceSplit` for the model it builds.
+
+    >>> takes_weights(make_model("logreg")), takes_weights(make_model("gnb"))
+    (True, False)
+    """
+    if isinstance(model, SourceSplit):
+        model = model.factory()
+    steps = getattr(model, "steps", None)
+    if isinstance(steps, Mapping) and steps:
+        model = list(steps.values())[-1]
+    learn = getattr(model, "learn_one", None)
+    return learn is not None and "w" in inspect.signature(learn).parameters
 
 
 class OnlineModel:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pickle
 import threading
 from collections.abc import Hashable
+from functools import partial
 from typing import Any
 
 import pytest
 
-from streamal.core.model import MODELS, OnlineModel, make_model
+from streamal.core.label_policy import SourceSplit
+from streamal.core.model import MODELS, OnlineModel, make_model, takes_weights
 
 
 class Scripted:
@@ -190,3 +192,12 @@ def test_make_model_kinds(kind: str, name: str) -> None:
 def test_make_model_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown model 'svm'"):
         make_model("svm")
+
+
+@pytest.mark.parametrize(
+    ("kind", "weighted"),
+    [("logreg", True), ("logreg-slow", True), ("hat", True), ("gnb", False), ("arf", False)],
+)
+def test_which_models_honour_a_sample_weight(kind: str, weighted: bool) -> None:
+    assert takes_weights(make_model(kind)) is weighted
+    assert takes_weights(SourceSplit(partial(make_model, kind))) is weighted
