@@ -529,13 +529,16 @@ class Service:
                 f"checkpoint is for model {found[0]} with classes {found[1]}, settings say "
                 f"{wanted[0]} with {wanted[1]}; start with --reset-state to discard it"
             )
+        # The learning weights come from the settings (the learner built from them in
+        # __init__), like the gate; the class counts are kept, and a checkpoint from before
+        # they existed starts counting now.
+        fresh = self.learner
+        learner.source_weights = fresh.source_weights
+        saved = getattr(learner, "class_balance", None)
+        if saved is not None:
+            saved.power = fresh.class_balance.power
+        learner.class_balance = saved or fresh.class_balance
         self.learner = learner
-        # The learning weights come from the settings, like the gate; the class counts are kept
-        # (a checkpoint from before they existed starts counting now).
-        learner.source_weights = parse_weights(self.settings.source_weights)
-        balance = getattr(learner, "class_balance", None) or ClassBalance()
-        balance.power = self.settings.class_balance
-        learner.class_balance = balance
         recorded = state.get("gate_settings")
         wanted_gate = gate_settings(self.settings)
         if recorded != wanted_gate or state.get("format") != CHECKPOINT_FORMAT:

@@ -59,20 +59,18 @@ class ClassBalance:
         #: Labels learned so far, by class (counted whatever the power, so that turning the
         #: weighting on later starts from the real class mix).
         self.counts: dict[Hashable, int] = {}
-        self.n = 0
 
     def learn_one(self, y: Hashable) -> None:
         """Count one learned label."""
         self.counts[y] = self.counts.get(y, 0) + 1
-        self.n += 1
 
     def weight(self, y: Hashable) -> float:
         """The learning weight of a label of class ``y`` (1 until two classes have been seen)."""
         n_y = self.counts.get(y, 0)
         if self.power == 0.0 or n_y == 0 or len(self.counts) < 2:
             return 1.0
-        balanced = self.n / (len(self.counts) * n_y)
-        return float(min(self.max_weight, balanced**self.power))
+        balanced = sum(self.counts.values()) / (len(self.counts) * n_y)
+        return float(min(self.max_weight, balanced**self.power))  # float ** float is Any to mypy
 
     def __repr__(self) -> str:
         return f"ClassBalance(power={self.power}, counts={self.counts})"
