@@ -77,21 +77,25 @@ class FreshTopics:
         )
 
 
-def service_settings(bootstrap: str, topics: TopicNames, **overrides: Any) -> Settings:
-    """Settings for a service on the test broker: the test's own topics and group, fast joins."""
-    values: dict[str, Any] = {
+def broker_values(bootstrap: str, topics: TopicNames, group: str | None = None) -> dict[str, Any]:
+    """Setting values for a service on the test broker: the test's own topics and group (a fresh
+    one unless given), and fast group joins."""
+    return {
         "bootstrap_servers": bootstrap,
         "topic_transactions": topics.transactions,
         "topic_scores": topics.scores,
         "topic_reviews": topics.reviews,
         "topic_labels": topics.labels,
         "topic_dead_letter": topics.dead_letter,
-        "consumer_group": f"g-{uuid.uuid4().hex[:8]}",
+        "consumer_group": group or f"g-{uuid.uuid4().hex[:8]}",
         "session_timeout_ms": 2000,
         "heartbeat_interval_ms": 500,
-        **overrides,
     }
-    return Settings(**values)
+
+
+def service_settings(bootstrap: str, topics: TopicNames, **overrides: Any) -> Settings:
+    """Settings for an in-process service on the test broker (:func:`broker_values`)."""
+    return Settings(**{**broker_values(bootstrap, topics), **overrides})
 
 
 @contextmanager

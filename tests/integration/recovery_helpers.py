@@ -16,13 +16,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
-from helpers import TopicNames, wait_until, whole_topic_consumer
+from helpers import TopicNames, broker_values, wait_until, whole_topic_consumer
 from kafka import KafkaProducer
 
 from streamal.adapters import checkpoint
@@ -69,15 +68,7 @@ def serve_env(
 ) -> dict[str, str]:
     """``STREAMAL_*`` variables for one ``streamal serve`` on the test's topics and broker."""
     values: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
-        "topic_transactions": topics.transactions,
-        "topic_scores": topics.scores,
-        "topic_reviews": topics.reviews,
-        "topic_labels": topics.labels,
-        "topic_dead_letter": topics.dead_letter,
-        "consumer_group": group or f"g-{uuid.uuid4().hex[:8]}",
-        "session_timeout_ms": 2000,
-        "heartbeat_interval_ms": 500,
+        **broker_values(bootstrap, topics, group),
         "checkpoint_dir": str(checkpoint_dir),
         "checkpoint_key": CHECKPOINT_KEY,
         "checkpoint_interval_seconds": 0.5,
