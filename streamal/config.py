@@ -168,7 +168,8 @@ class Settings(BaseSettings):
         ge=0.0,
         le=1.0,
         description="Learning weight per class: (n / (K * n_class)) ** this, so a rare class "
-        "counts; 0: off, 0.5: for fraud streams, 1: fully balanced (swings online).",
+        "counts; 0: off, 0.5: a rare class at budgets of a few per cent (measure it first), "
+        "1: fully balanced (swings online).",
     )
 
     # Pending store
