@@ -96,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(level: str) -> None:
+    """Log at ``level``; kafka-python only from WARNING unless ``level`` is debug.
+
+    kafka-python narrates every connection and group join at INFO (hundreds of lines in one
+    bench run), which buries what streamal says; its warnings and errors still show.
+    """
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.getLogger("kafka").setLevel(logging.NOTSET if level == "debug" else logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -103,10 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings.log_level)
     module = importlib.import_module(COMMANDS[args.command][0])
     result: int = module.run(args, settings)
     return result

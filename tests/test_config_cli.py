@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -242,3 +243,13 @@ def test_full_parser_has_serve_demo_and_bench(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         parser.parse_args(["--version"])
     assert capsys.readouterr().out.strip() == f"streamal {streamal.__version__}"
+
+
+@pytest.mark.parametrize(("level", "kafka_level"), [("info", "WARNING"), ("debug", "NOTSET")])
+def test_kafka_client_chatter_only_at_debug(
+    level: str, kafka_level: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kafka = logging.getLogger("kafka")
+    monkeypatch.setattr(kafka, "level", kafka.level)  # restored after the test
+    cli.configure_logging(level)
+    assert logging.getLevelName(kafka.level) == kafka_level
