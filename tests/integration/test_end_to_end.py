@@ -16,8 +16,6 @@ cannot fake: the median label is applied within 100 ms, and none waits for secon
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Hashable
 from typing import Any
@@ -33,7 +31,7 @@ from helpers import (
     service_settings,
     wait_until,
 )
-from kafka import KafkaProducer
+from recovery_helpers import Reviewer
 
 from streamal.core.evaluator import prequential
 from streamal.core.messages import ClassSet, TransactionSchema, extract_features
@@ -49,48 +47,6 @@ RATE = 3_000  # events per second produced: the stream lasts ~7 s, labels return
 TAIL = 5_000
 WINDOW = 2_000
 SLACK = 1.1
-
-
-class Reviewer(threading.Thread):
-    """Answers every review request with the true label, at once, on the labels topic."""
-
-    def __init__(self, bootstrap: str, reviews: str, labels: str, truth: dict[str, bool]) -> None:
-        super().__init__(name="test-reviewer", daemon=True)
-        self.truth = truth
-        self.labels_topic = labels
-        self.reviews: list[str] = []
-        self.labels_sent = 0
-        self.error: BaseException | None = None
-        self._stop_event = threading.Event()
-        self._reader = TopicReader(bootstrap, reviews)
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-
-    def run(self) -> None:
-        try:
-            while not self._stop_event.is_set():
-                for record in self._reader.poll(timeout_ms=50):
-                    event_id = json.loads(record.value)["event_id"]
-                    self.reviews.append(event_id)
-                    label = {
-                        "event_id": event_id,
-                        "label": self.truth[event_id],
-                        "source": "reviewer",
-                    }
-                    self._producer.send(
-                        self.labels_topic, key=event_id.encode(), value=json.dumps(label).encode()
-                    )
-                    self.labels_sent += 1
-                self._producer.flush(timeout=10)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test by close()
-            self.error = exc
-
-    def close(self) -> None:
-        self._stop_event.set()
-        self.join(10)
-        self._reader.close()
-        self._producer.close(timeout=10)
-        if self.error is not None:
-            raise self.error
 
 
 def _accuracy_recall(predicted: list[Hashable], truth: list[bool]) -> tuple[float, float]:
@@ -138,7 +94,7 @@ def test_stream_with_reviewer_end_to_end(kafka_bootstrap: str, topics: Any) -> N
                 scores = reader.read_json(lambda seen: len(seen) >= EVENTS, timeout=20)
             requested = sum(s["label_requested"] for s in scores)
             wait_until(
-                lambda: reviewer.labels_sent >= requested,
+                lambda: len(reviewer.labelled) >= requested,
                 timeout=20,
                 what="the reviewer to answer every review request",
             )
@@ -217,17 +173,17 @@ def test_stream_with_reviewer_end_to_end(kafka_bootstrap: str, topics: Any) -> N
     )
     assert ours_acc > base_acc
     assert ours_rec > base_rec
-    assert applied == reviewer.labels_sent
+    assert applied == len(reviewer.labelled)
     assert p50_bound <= 0.1  # learned at once: a batching labels loop would miss this
     assert p99_bound <= 1.0  # and no label waits for seconds (a stall once per label batch)
 
     # /metrics counters equal the counts the test produced.
-    labels_sent = reviewer.labels_sent
+    labels_sent = len(reviewer.labelled)
     assert metric_sum(exposition, "streamal_events_total", outcome="scored") == EVENTS
     assert metric_sum(exposition, "streamal_events_total", outcome="invalid") == 0
     assert metric_sum(exposition, "streamal_label_requests_total") == requested
-    assert len(reviewer.reviews) == len(set(reviewer.reviews)) == requested == labels_sent
-    assert set(reviewer.reviews) == {eid for eid, s in by_id.items() if s["label_requested"]}
+    assert reviewer.requests == len(set(reviewer.labelled)) == requested == labels_sent
+    assert set(reviewer.labelled) == {eid for eid, s in by_id.items() if s["label_requested"]}
     assert metric_sum(exposition, "streamal_labels_total", outcome="learned") == labels_sent
     assert (
         metric_sum(exposition, "streamal_labels_total", source="reviewer", outcome="learned")
