@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from streamal.core.budget import FractionBudget
 from streamal.core.gate import Decision
 
 __all__ = [
@@ -191,6 +192,16 @@ class SkactivemlGate:
         self.label_delay = label_delay
         self._i = 0
         self._in_review: deque[tuple[int, Mapping[str, float]]] = deque()
+        #: An optional pacing bucket: a query beyond it is not made, and the strategy's budget
+        #: manager is told so (``imbalanced_quarters.py``: the peer within 1.25 B per window).
+        self.cap: FractionBudget | None = None
+
+    def _within_cap(self, queried: np.ndarray) -> np.ndarray:
+        if self.cap is None:
+            return queried
+        ask = len(queried) > 0 and self.cap.allows()
+        self.cap.record(ask)
+        return queried if ask else queried[:0]
 
     def decide(self, proba: Mapping[Hashable, float], x: Mapping[str, float] | None = None) -> Any:
         x = x or {}
@@ -207,12 +218,13 @@ class SkactivemlGate:
             queried, utilities = self.strategy.query(
                 candidates, clf=self.clf, return_utilities=True
             )
+            queried = self._within_cap(queried)
             self.strategy.update(candidates, queried, {"utilities": utilities})
         elif self.needs_clf:
-            queried = self.strategy.query(candidates, clf=self.clf)
+            queried = self._within_cap(self.strategy.query(candidates, clf=self.clf))
             self.strategy.update(candidates, queried)
         else:
-            queried = self.strategy.query(candidates)
+            queried = self._within_cap(self.strategy.query(candidates))
             self.strategy.update(candidates, queried)
         ask = len(queried) > 0
         if ask and self.pal:
