@@ -216,7 +216,7 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", description="HTTP bind address.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="Log level."
+        "info", description="Log level (the Kafka client's own INFO lines show only at debug)."
     )
 
     @field_validator(
