@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 
 import uvicorn
@@ -21,13 +22,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.bootstrap_servers:
         print(
             "streamal serve: set --bootstrap-servers or STREAMAL_BOOTSTRAP_SERVERS "
-            "(the embedded broker is for `streamal demo`)"
+            "(the embedded broker is for `streamal demo`)",
+            file=sys.stderr,
         )
         return 2
     try:
         service = Service(settings)
     except (ValueError, TypeError) as exc:  # settings that do not fit together
-        print(f"streamal serve: {exc}")
+        print(f"streamal serve: {exc}", file=sys.stderr)
         return 2
     app = create_app(service)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler

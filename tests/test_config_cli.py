@@ -195,7 +195,7 @@ def test_serve_without_a_broker_refuses_to_start(
     serve_only: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli.main(["serve"]) == 2
-    assert "bootstrap-servers" in capsys.readouterr().out
+    assert "bootstrap-servers" in capsys.readouterr().err  # an error: stderr, not stdout
 
 
 @pytest.mark.parametrize(
@@ -209,7 +209,7 @@ def test_serve_refuses_weights_the_model_cannot_learn(
     serve_only: None, capsys: pytest.CaptureFixture[str], flags: list[str]
 ) -> None:
     assert cli.main(["serve", "--bootstrap-servers", "127.0.0.1:1", *flags]) == 2
-    assert "cannot learn weighted labels" in capsys.readouterr().out
+    assert "cannot learn weighted labels" in capsys.readouterr().err
 
 
 def test_a_command_is_required(serve_only: None, capsys: pytest.CaptureFixture[str]) -> None:
