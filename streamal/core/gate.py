@@ -315,12 +315,17 @@ class Gate:
         # is its bound, so the alerts' debt never delays a random pick.
         random_capacity = allowed if self.alerts is not None else capacity
         score = math.nan
-        last_scorer: Scorer | None = None
+        # Lanes sharing a scorer compute it once per event, adjacent or not (random, exploit,
+        # uncertainty: the first and last share one). PAL's scorer also takes the event into
+        # its running scale, which must happen once.
+        scores: dict[int, float] = {}
         alert_pending = self.alerts is not None
         for lane in self.lanes:
-            if lane.scorer is not last_scorer:  # lanes sharing a scorer compute it once
-                score = lane.scorer(proba, x)
-                last_scorer = lane.scorer
+            key = id(lane.scorer)
+            if key in scores:
+                score = scores[key]
+            else:
+                score = scores[key] = lane.scorer(proba, x)
             strategy = lane.strategy
             if lane.budget is None:  # the random lane: its own stratified schedule
                 ask, probability = strategy.propose(score)

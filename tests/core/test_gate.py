@@ -130,6 +130,23 @@ def test_lanes_can_be_switched_off() -> None:
     assert 0.6 * B * 5000 <= reasons["random"] <= B * 5000
 
 
+def test_a_scorer_shared_by_lanes_runs_once_per_event() -> None:
+    # The random and the uncertainty lane share the scorer; the exploit lane between them has
+    # its own. A scorer with state (PAL's running scale) must see each event once.
+    calls = 0
+
+    def scorer(proba: dict[bool, float], x: object) -> float:
+        nonlocal calls
+        calls += 1
+        return 1.0 - max(proba.values())
+
+    gate = Gate(WindowBudget(B, W), random_share=0.1, exploit_share=0.3, scorer=scorer, seed=4)
+    stream = _uniform_stream(2000, seed=8)
+    for proba in stream:
+        gate.decide(proba)
+    assert calls == len(stream)
+
+
 def test_set_budget_changes_spend() -> None:
     gate = Gate(WindowBudget(0.01, W), seed=2)
     stream = _uniform_stream(20_000, seed=3)
