@@ -82,6 +82,64 @@ def test_label_frequency_counts_nearby_labels_only() -> None:
     assert freq.count({"a": 10.0, "b": 6.0}) < 0.05
 
 
+def test_label_frequency_scale_is_the_exponentially_weighted_mean_and_variance() -> None:
+    # The running scale, against the weighted mean and variance computed from scratch (weight
+    # decay ** age for an event `age` events old).
+    half_life = 50.0
+    freq = LabelFrequency(half_life=half_life)
+    values = [float((7 * i) % 13) + (i / 40.0) for i in range(300)]
+    for v in values:
+        freq.observe({"a": v, "b": 2.0 * v})
+    decay = 0.5 ** (1.0 / half_life)
+    weights = [decay ** (len(values) - 1 - i) for i in range(len(values))]
+    total = sum(weights)
+    mean = sum(w * v for w, v in zip(weights, values, strict=True)) / total
+    var = sum(w * (v - mean) ** 2 for w, v in zip(weights, values, strict=True)) / total
+    assert freq._mean.tolist() == pytest.approx([mean, 2.0 * mean])
+    assert freq._var.tolist() == pytest.approx([var, 4.0 * var])
+
+
+def _direct_count(freq: LabelFrequency, x: dict[str, float]) -> float:
+    v = freq._vector(x, grow=False)
+    scale_sq = [max(var, 1e-12) for var in freq._var]
+    total = 0.0
+    for row in freq._data[: freq._n]:
+        d2 = sum((a - b) ** 2 / s for a, b, s in zip(row, v, scale_sq, strict=True))
+        total += math.exp(-freq._gamma * d2)
+    return total
+
+
+def test_label_frequency_count_is_the_kernel_sum_even_with_epoch_seconds_among_features() -> None:
+    # count() expands the squared distance around a centre (one BLAS product, no cancellation):
+    # it must equal the plain sum, with a feature of size 1.7e9 beside features of size 1.
+    freq = LabelFrequency(window=40)
+
+    def event(i: int) -> dict[str, float]:
+        return {"t": 1.7e9 + 37.0 * i, "a": float(i % 7) / 3.0, "b": float((5 * i) % 11)}
+
+    for i in range(300):
+        freq.observe(event(i))
+        if i % 4 == 0:
+            freq.learn_one(event(i))
+    for i in (3, 150, 297, 299):
+        assert freq.count(event(i)) == pytest.approx(_direct_count(freq, event(i)), rel=1e-9)
+    assert freq.count({"t": 1.0, "a": 50.0, "b": -40.0}) == 0.0  # far from every label
+
+
+def test_label_frequency_from_a_checkpoint_before_the_design_rows_counts_the_same() -> None:
+    freq = LabelFrequency(window=20)
+    for i in range(100):
+        freq.observe({"a": float(i % 10), "b": float(i % 3)})
+        if i % 5 == 0:
+            freq.learn_one({"a": float(i % 10), "b": float(i % 3)})
+    state = dict(freq.__dict__)
+    del state["_design"], state["_centre"]  # what an older checkpoint holds
+    old = LabelFrequency.__new__(LabelFrequency)
+    old.__setstate__(state)
+    probe = {"a": 4.0, "b": 1.0}
+    assert old.count(probe) == pytest.approx(freq.count(probe), rel=1e-12)
+
+
 def test_label_frequency_forgets_beyond_its_window_and_reads_missing_features_as_zero() -> None:
     freq = LabelFrequency(window=3)
     for i in range(100):
