@@ -806,12 +806,35 @@ def main(argv: list[str] | None = None) -> int:
         "processes": args.processes,
         "wall_seconds": wall,
         "cpu_count": os.cpu_count(),
-        "streamal_path": str(Path(streamal.__file__).parent),
-        "streamal_commit": os.environ.get("STREAMAL_COMMIT", "working tree"),
+        "streamal_version": streamal.__version__,
+        "streamal_commit": os.environ.get("STREAMAL_COMMIT") or _commit(),
     }
     checks = write_report(runs, config, args.out, args.markdown)
     _summary(checks, wall)
     return 0
+
+
+def _commit() -> str:
+    """The commit of the streamal that ran, ``-dirty`` with changes not committed."""
+    import subprocess
+
+    here = Path(streamal.__file__).parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{head}-dirty" if dirty else head
 
 
 def _summary(checks: dict[str, Any], wall: float) -> None:
