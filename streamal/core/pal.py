@@ -194,9 +194,11 @@ class LabelFrequency:
         self._data = np.zeros((window, 0))
         self._centre = np.zeros(0)
         self._design = np.zeros((window, 0))  # see _rebuild and count
+        self._sums = np.zeros(0)  # column sums of the design's first _n rows
         self._n = 0
         self._next = 0
         self._gamma = 1.0
+        self._since_centre = 0
 
     def _vector(self, x: Mapping[str, float], grow: bool) -> np.ndarray:
         keys = self.keys
@@ -228,27 +230,45 @@ class LabelFrequency:
 
     def learn_one(self, x: Mapping[str, float]) -> None:
         """A labelled event: it counts near itself from now on."""
-        self._data[self._next] = self._vector(x, grow=True)
-        self._rebuild()
-        self._next = (self._next + 1) % self.window
+        v = self._vector(x, grow=True)
+        i = self._next
+        if self._n == self.window:  # the ring is full: the oldest label leaves
+            self._sums -= self._design[i]
+        u = v - self._centre
+        row = np.concatenate((u * u, u))
+        self._data[i] = v
+        self._design[i] = row
+        self._sums += row
+        self._next = (i + 1) % self.window
         self._n = min(self._n + 1, self.window)
-        if self._n > 1:
-            data = self._data[: self._n]
-            variance = float((np.var(data, axis=0) / self._scale_sq()).sum())
+        self._since_centre += 1
+        scale_sq = self._scale_sq()
+        # Re-centre once the mean has moved a standard deviation away from the centre (or a
+        # window's worth of labels on: the running sums' rounding does not build up).
+        moved = float(np.max((self._mean - self._centre) ** 2 / scale_sq, initial=0.0))
+        if moved > 1.0 or self._since_centre >= self.window:
+            self._rebuild()
+        n = self._n
+        if n > 1:
+            d = len(u)
+            spread = self._sums[:d] / n - (self._sums[d:] / n) ** 2  # per-feature variance
+            variance = float((np.maximum(spread, 0.0) / scale_sq).sum())
             if variance > 0:  # the "mean" bandwidth criterion (Chaudhuri et al., 2017)
-                n = self._n
                 self._gamma = (n - 1) * math.log((n - 1) / 2e-12) / (4 * n * variance)
 
     def _rebuild(self) -> None:
         """Rows ``[(x - c)², x - c]`` of the labelled events, ``c`` the running mean now.
 
         Centred, the terms of the expanded distance in :meth:`count` stay of the order of the
-        scale, so they do not cancel (raw, a timestamp's square would swamp the rest). Once per
-        label: the mean moves slowly (half-life ``half_life`` events), so ``v - c`` stays small.
+        scale, so they do not cancel (raw, a timestamp's square would swamp the rest). The
+        column sums give the labelled events' variance for the bandwidth. A new label adds its
+        row (:meth:`learn_one`); this whole rebuild runs only when the centre moves.
         """
         self._centre = self._mean.copy()
         centred = self._data - self._centre
         self._design = np.hstack([centred * centred, centred])
+        self._sums = self._design[: self._n].sum(axis=0)
+        self._since_centre = 0
 
     def _scale_sq(self) -> np.ndarray:
         return np.maximum(self._var, 1e-12)
@@ -277,7 +297,7 @@ class LabelFrequency:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if "_design" not in state:  # a checkpoint from before the design rows
+        if "_sums" not in state:  # a checkpoint from before the design rows
             self._rebuild()
 
 

@@ -2,6 +2,7 @@ import itertools
 import math
 import pickle
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -123,6 +124,12 @@ def test_label_frequency_count_is_the_kernel_sum_even_with_epoch_seconds_among_f
             freq.learn_one(event(i))
     for i in (3, 150, 297, 299):
         assert freq.count(event(i)) == pytest.approx(_direct_count(freq, event(i)), rel=1e-9)
+    # The bandwidth comes from running sums over the ring (75 labels through a ring of 40,
+    # re-centred on the way): the same as from the labelled events' variance directly.
+    freq.learn_one(event(299))  # the bandwidth is set at each label, in the scale of then
+    n = freq._n
+    spread = (np.var(freq._data[:n], axis=0) / np.maximum(freq._var, 1e-12)).sum()
+    assert freq._gamma == pytest.approx((n - 1) * math.log((n - 1) / 2e-12) / (4 * n * spread))
     assert freq.count({"t": 1.0, "a": 50.0, "b": -40.0}) == 0.0  # far from every label
 
 
@@ -133,7 +140,8 @@ def test_label_frequency_from_a_checkpoint_before_the_design_rows_counts_the_sam
         if i % 5 == 0:
             freq.learn_one({"a": float(i % 10), "b": float(i % 3)})
     state = dict(freq.__dict__)
-    del state["_design"], state["_centre"]  # what an older checkpoint holds
+    for name in ("_design", "_centre", "_sums", "_since_centre"):  # not in an older checkpoint
+        del state[name]
     old = LabelFrequency.__new__(LabelFrequency)
     old.__setstate__(state)
     probe = {"a": 4.0, "b": 1.0}
