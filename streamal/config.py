@@ -168,7 +168,7 @@ class Settings(BaseSettings):
         ge=0.0,
         le=1.0,
         description="Learning weight per class: (n / (K * n_class)) ** this, so a rare class "
-        "counts; 0: off, 0.5: a rare class at budgets of a few per cent (measure it first), "
+        "counts; 0: off, 0.5: a rare class at budgets of about 1 % (measure it first), "
         "1: fully balanced (swings online).",
     )
 

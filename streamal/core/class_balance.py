@@ -16,8 +16,8 @@ and its average precision from 39.4 to 57.2; with ``power=1`` F1 fell to 9 and a
 the goal it costs accuracy (Agrawal, 60 / 40: -4 points), and where every label arrives
 (the handbook preset's chargebacks) it lowered average precision from 0.674 to 0.603. On the
 handbook's transactions with only the labels the gate bought, it helped at B = 1 % (``fraud``
-with PAL: F1 12.0 -> 14.9) and cost from 10 % on (20 %: 38.8 -> 29.5), so it is for budgets of
-a few per cent, and worth measuring on the feed first (``streamal evaluate --class-balance``).
+with PAL: F1 11.6 -> 14.5) and cost from 5 % on (20 %: 37.8 -> 28.0), so it is for budgets of
+about 1 %, and worth measuring on the feed first (``streamal evaluate --class-balance``).
 """
 
 from __future__ import annotations
