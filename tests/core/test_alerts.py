@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import random
 from collections import Counter, defaultdict
@@ -10,7 +11,7 @@ from collections.abc import Hashable
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streamal.config import Settings
@@ -81,6 +82,7 @@ events_strategy = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(events=events_strategy, k=st.integers(1, 8))
+@example(events=[(3 * DAY - 3e-11, 0, 0.0), (3 * DAY, 0, 0.0)], k=1)  # a midnight, to the ulp
 def test_never_more_than_k_cards_a_day_and_each_card_once(events: list[Event], k: int) -> None:
     lane = DailyAlerts(k, memory_days=2)
     per_day: dict[int, list[int]] = defaultdict(list)
@@ -88,7 +90,9 @@ def test_never_more_than_k_cards_a_day_and_each_card_once(events: list[Event], k
     for t, card, risk in events:
         latest = max(latest, t)
         if _offer(lane, card, risk, t):
-            per_day[int((START + latest) // DAY)].append(card)  # the lane's day: the latest
+            # The lane's day: the latest event time's, as the lane computes it (floor(t / DAY)
+            # of the time it was given; START + t would round two days into one at a midnight).
+            per_day[math.floor(latest / DAY)].append(card)
     for cards in per_day.values():
         assert len(cards) <= k
         assert len(set(cards)) == len(cards)
