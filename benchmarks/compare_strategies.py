@@ -818,20 +818,16 @@ def _commit() -> str:
     """The commit of the streamal that ran, ``-dirty`` with changes not committed."""
     import subprocess
 
-    here = Path(streamal.__file__).parent
+    def git(*args: str) -> str:
+        here = str(Path(streamal.__file__).parent)
+        done = subprocess.run(
+            ["git", "-C", here, *args], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return f"{head}-dirty" if dirty else head
