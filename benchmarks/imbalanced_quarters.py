@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import compare_strategies as cs  # noqa: E402
+from peers import SkactivemlGate  # noqa: E402
 
 from streamal.core.budget import FractionBudget  # noqa: E402
 from streamal.core.class_balance import ClassBalance  # noqa: E402
@@ -62,6 +63,8 @@ def _gate(spec: str, budget: float, seed: int, model: Any) -> Any:
     method, _, variant = spec.partition("+")
     gate = cs._gate(method, budget, seed, model)
     if variant == "cap":
+        if not isinstance(gate, SkactivemlGate):  # streamal's gate keeps the limit already
+            raise ValueError(f"+cap is for scikit-activeml peers, not {method!r}")
         start = max(1.0, 0.25 * budget * cs.SPEND_WINDOW)  # streamal's gate: 1.25 B per window
         gate.cap = FractionBudget(budget, cs.SPEND_WINDOW, burst_share=0.25, initial=start)
         return gate
