@@ -186,11 +186,15 @@ def _set_class_balance(power: float) -> None:
     CLASS_BALANCE = power
 
 
-def _evaluate(events: Iterable[tuple[dict[str, Any], bool]], gate_of: Any) -> dict[str, Any]:
+def prequential_report(events: Iterable[tuple[dict[str, Any], bool]], gate_of: Any) -> Any:
+    """The protocol's run of one method: ``gate_of(model)`` gates the shared model."""
     model = _model()
     learner = ActiveLearner(model, gate_of(model), class_balance=ClassBalance(CLASS_BALANCE))
-    report = prequential(events, learner, label_delay=LABEL_DELAY, spend_window=SPEND_WINDOW)
-    return _run_dict(report)
+    return prequential(events, learner, label_delay=LABEL_DELAY, spend_window=SPEND_WINDOW)
+
+
+def _evaluate(events: Iterable[tuple[dict[str, Any], bool]], gate_of: Any) -> dict[str, Any]:
+    return _run_dict(prequential_report(events, gate_of))
 
 
 def _run_dict(report: Any) -> dict[str, Any]:
@@ -253,12 +257,16 @@ def tune_discount(
     return best[1]
 
 
-def run_task(task: tuple[str, int, float | None, str, int]) -> dict[str, Any]:
+def quiet_sklearn() -> None:
+    """Skip scikit-learn's input checks (finite values, parameter types) on every call: the
+    peers' decisions are the same, they just cost less time."""
     import sklearn
 
-    # Skips only scikit-learn's input checks (finite values, parameter types) on every call;
-    # the peers' decisions are the same, they just cost less time.
     sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+
+
+def run_task(task: tuple[str, int, float | None, str, int]) -> dict[str, Any]:
+    quiet_sklearn()
     stream, seed, budget, method, n = task
     started = time.perf_counter()
     events = load_stream(stream, seed, n)

@@ -34,10 +34,8 @@ import compare_strategies as cs  # noqa: E402
 from peers import SkactivemlGate  # noqa: E402
 
 from streamal.core.budget import FractionBudget  # noqa: E402
-from streamal.core.class_balance import ClassBalance  # noqa: E402
-from streamal.core.evaluator import Window, prequential  # noqa: E402
+from streamal.core.evaluator import Window  # noqa: E402
 from streamal.core.gate import Decision  # noqa: E402
-from streamal.core.learner import ActiveLearner  # noqa: E402
 
 QUARTERS = 4
 
@@ -76,15 +74,10 @@ def _gate(spec: str, budget: float, seed: int, model: Any) -> Any:
 
 
 def run_task(task: tuple[str, float, int, int]) -> dict[str, Any]:
-    import sklearn
-
-    sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+    cs.quiet_sklearn()
     spec, budget, seed, n = task
     events = cs.load_stream("imbalanced", seed, n)
-    model = cs._model()
-    gate = _gate(spec, budget, seed, model)
-    learner = ActiveLearner(model, gate, class_balance=ClassBalance(cs.CLASS_BALANCE))
-    report = prequential(events, learner, label_delay=cs.LABEL_DELAY, spend_window=cs.SPEND_WINDOW)
+    report = cs.prequential_report(events, lambda model: _gate(spec, budget, seed, model))
     per = len(report.windows) // QUARTERS
     quarters = []
     for q in range(QUARTERS):

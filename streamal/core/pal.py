@@ -19,7 +19,6 @@ Chaudhuri et al. (2017), as scikit-activeml's Parzen window does, in standardise
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from collections.abc import Hashable, Mapping, Sequence
@@ -100,12 +99,6 @@ def expected_cost_reduction(counts: Sequence[float], prior: float = 1e-3, m_max:
     return max(0.0, max((costs[0] - costs[m]) / m for m in range(1, m_max + 1)))
 
 
-@functools.cache
-def _binomials(m: int) -> tuple[int, ...]:
-    """``C(m, 0) … C(m, m)``."""
-    return tuple(math.comb(m, j) for j in range(m + 1))
-
-
 def _binary_gain(c0: float, c1: float, prior: float, m_max: int) -> float:
     """:func:`expected_cost_reduction` for two classes, unrolled (the hot path)."""
     if m_max == 2:
@@ -121,7 +114,8 @@ def _binary_gain(c0: float, c1: float, prior: float, m_max: int) -> float:
     cost0 = 0.0
     for m in range(m_max + 1):
         total = 0.0
-        for j, coef in enumerate(_binomials(m)):  # j of the m hypothetical labels are class 1
+        for j in range(m + 1):  # j of the m hypothetical labels are class 1
+            coef = math.comb(m, j)
             if c0 + m - j >= c1 + j:  # decide class 0: costs when the truth is 1
                 total += coef * r0[m - j] * r1[j + 1]
             else:
