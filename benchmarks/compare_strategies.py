@@ -68,11 +68,18 @@ BUDGET_FREE = ("all_labels", "river_entropy")
 MAY_UNDERSPEND = ("fixed",)
 
 
-#: streamal methods that pair a strategy with another measure than entropy: name -> (strategy,
-#: measure). ``pal`` is probabilistic active learning behind the balanced quantile filter, the
-#: pairing scikit-activeml's PAL uses (its utilities have no fixed scale for a variable
-#: threshold); ``fraud_pal`` adds the exploit lane, streamal's choice for a fraud stream.
-MEASURE_METHODS = {"streamal_pal": ("balanced", "pal"), "streamal_fraud_pal": ("fraud", "pal")}
+#: The measure of the ``streamal_<strategy>`` methods: the service's default (``auto``).
+DEFAULT_MEASURE: str = Settings().measure
+#: streamal methods that pair a strategy with another measure: name -> (strategy, measure).
+#: ``pal`` is probabilistic active learning behind the balanced quantile filter, the pairing
+#: scikit-activeml's PAL uses (its utilities have no fixed scale for a variable threshold);
+#: ``fraud_pal`` adds the exploit lane; ``balanced_entropy`` is the default strategy with plain
+#: entropy, the default measure before ``auto``.
+MEASURE_METHODS = {
+    "streamal_pal": ("balanced", "pal"),
+    "streamal_fraud_pal": ("fraud", "pal"),
+    "streamal_balanced_entropy": ("balanced", "entropy"),
+}
 
 
 def streamal_methods() -> list[str]:
@@ -160,7 +167,7 @@ def _gate(method: str, budget: float | None, seed: int, model: OnlineModel, **ex
     if method.startswith("streamal_"):
         assert budget is not None
         strategy, measure = MEASURE_METHODS.get(
-            method, (method.removeprefix("streamal_"), "entropy")
+            method, (method.removeprefix("streamal_"), DEFAULT_MEASURE)
         )
         return build_gate(strategy, measure, budget, SPEND_WINDOW, model=model.model, seed=seed)
     if method == "all_labels":
@@ -807,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
         "label_delay": LABEL_DELAY,
         "spend_window": SPEND_WINDOW,
         "model": 'make_model("logreg")',
-        "measure": "entropy",
+        "measure": DEFAULT_MEASURE,
         "class_balance": args.class_balance,
         "default_strategy": Settings().strategy,
         "tune_prefix": TUNE_PREFIX,

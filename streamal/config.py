@@ -120,7 +120,12 @@ class Settings(BaseSettings):
         "density",
         "gradient",
         "pal",
-    ] = Field("entropy", description="Informativeness measure of the uncertainty lane.")
+        "auto",
+    ] = Field(
+        "auto",
+        description="Informativeness measure of the uncertainty lane (auto: entropy, times "
+        "PAL's gain while a class is rare among the labels).",
+    )
     budget: float = Field(0.02, gt=0.0, le=1.0, description="Share of events sent to review.")
     budget_window: int = Field(
         1000, ge=10, description="Events over which the budget is paced and spend is reported."

@@ -158,7 +158,7 @@ def test_json_has_every_field_and_adds_up(
         "drop": ["leak"],
         "limit": None,
         "strategy": "balanced",
-        "measure": "entropy",
+        "measure": "auto",
         "model": "logreg",
         "budget": 0.05,
         "budget_window": 1000,

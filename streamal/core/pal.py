@@ -338,6 +338,12 @@ class PALScorer:
         counts = [n * p for p in proba.values()]
         return expected_cost_reduction(counts, self.prior, self.m_max)
 
+    def observe(self, x: Mapping[str, float] | None) -> None:
+        """Take an event into the running scale without scoring it (a scorer that uses PAL
+        only part of the time keeps its scale current)."""
+        if x:
+            self.frequency.observe(x)
+
     def learn_one(self, x: Mapping[str, float], y: Hashable) -> None:
         if x:
             self.frequency.learn_one(x)

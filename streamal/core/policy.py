@@ -32,7 +32,9 @@ Measures (the uncertainty lane's informativeness): ``entropy``, ``least_confiden
 ``vote_entropy`` and ``kl_divergence`` (query by committee, ensemble models); ``density``
 (entropy weighted by typicality, :mod:`streamal.core.density`); ``gradient`` (expected model
 change, logistic regression only); ``pal`` (probabilistic active learning: expected accuracy gain
-from the label counts near the event, :mod:`streamal.core.pal`).
+from the label counts near the event, :mod:`streamal.core.pal`); ``auto``, the default: entropy
+while every class is common among the labels, PAL's gain times entropy once one is rare
+(:mod:`streamal.core.imbalance`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from streamal.core.alerts import DailyAlerts
 from streamal.core.budget import FractionBudget
 from streamal.core.capacity import BacklogCap, Constraint, TokenBucket
 from streamal.core.gate import Gate, Scorer
+from streamal.core.imbalance import ImbalanceAwareScorer
 from streamal.core.measures import MEASURES
 from streamal.core.pal import PALScorer
 from streamal.core.scorers import CommitteeScorer, DensityScorer, GradientScorer, MeasureScorer
@@ -74,7 +77,7 @@ BALANCED = ("balanced", "fraud")
 #: The selective lanes' slack, as a share of a window's budget, for the balanced strategies:
 #: the most that a cap of 1.25 B per window leaves (the other strategies keep 0.1).
 BALANCED_SLACK = 0.25
-MEASURE_NAMES = (*MEASURES, "vote_entropy", "kl_divergence", "density", "gradient", "pal")
+MEASURE_NAMES = (*MEASURES, "vote_entropy", "kl_divergence", "density", "gradient", "pal", "auto")
 
 
 def make_scorer(measure: str, model: Any, n_classes: int, positive: Hashable) -> Scorer:
@@ -93,12 +96,14 @@ def make_scorer(measure: str, model: Any, n_classes: int, positive: Hashable) ->
         return GradientScorer(model, positive)
     if measure == "pal":
         return PALScorer()
+    if measure == "auto":
+        return ImbalanceAwareScorer(n_classes)
     raise ValueError(f"unknown measure {measure!r}; choose one of {list(MEASURE_NAMES)}")
 
 
 def build_gate(
     strategy: str = "balanced",
-    measure: str = "entropy",
+    measure: str = "auto",
     budget: float = 0.02,
     window: int = 1000,
     *,
@@ -123,7 +128,7 @@ def build_gate(
     uncertainty lane has the budget that the random lane and the alerts leave.
 
     >>> build_gate("fraud", budget=0.05)
-    Gate(budget=0.05, measure='entropy', lanes=[random=0.1, exploit=0.3, uncertainty=0.6], ...)
+    Gate(budget=0.05, measure='auto', lanes=[random=0.1, exploit=0.3, uncertainty=0.6], ...)
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
