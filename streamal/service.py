@@ -43,6 +43,7 @@ from streamal.core.class_balance import ClassBalance
 from streamal.core.features import FeatureSpec, TransactionFeatures
 from streamal.core.fraud_tracker import FraudTracker
 from streamal.core.gate import Gate
+from streamal.core.imbalance import ImbalanceAwareScorer
 from streamal.core.label_policy import SourceSplit, parse_weights
 from streamal.core.learner import UNREQUESTED, ActiveLearner
 from streamal.core.messages import (
@@ -748,6 +749,11 @@ class Service:
         gate = self.learner.gate
         m.spend_ratio.set(gate.budget.spend_ratio)
         m.threshold.set(gate.threshold)
+        auto = next(
+            (ln.scorer for ln in gate.lanes if isinstance(ln.scorer, ImbalanceAwareScorer)), None
+        )
+        m.rare_class_share.set(math.nan if auto is None else auto.rarest_share())
+        m.rare_mode.set(auto is not None and auto.rare_mode)
         m.budget_ratio.set(gate.budget.fraction)
         m.backlog.set(len(self.learner.pending))
         lags = []

@@ -91,6 +91,16 @@ class Metrics:
         self.threshold = Gauge(
             "streamal_gate_threshold", "Current uncertainty threshold of the gate.", registry=r
         )
+        self.rare_class_share = Gauge(
+            "streamal_gate_rare_class_share",
+            "Share of the rarest class among the labels learned (measure auto only).",
+            registry=r,
+        )
+        self.rare_mode = Gauge(
+            "streamal_gate_rare_mode",
+            "1 while the auto measure scores by PAL's gain times entropy (a class is rare).",
+            registry=r,
+        )
         self.backlog = Gauge("streamal_review_backlog", "Open review requests.", registry=r)
         self.event_seconds = Histogram(
             "streamal_event_processing_seconds",

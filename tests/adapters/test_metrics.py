@@ -24,6 +24,8 @@ CONTRACT = [
     ("streamal_label_budget_ratio", "gauge", set()),
     ("streamal_label_spend_ratio", "gauge", set()),
     ("streamal_gate_threshold", "gauge", set()),
+    ("streamal_gate_rare_class_share", "gauge", set()),
+    ("streamal_gate_rare_mode", "gauge", set()),
     ("streamal_review_backlog", "gauge", set()),
     ("streamal_event_processing_seconds", "histogram", set()),
     ("streamal_label_delay_seconds", "histogram", set()),

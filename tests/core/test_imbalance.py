@@ -1,4 +1,4 @@
-"""The imbalance-aware measure: which mode when, what it scores, and that it pays on a rare class."""
+"""The imbalance-aware measure: which mode when, what it scores, that it pays on a rare class."""
 
 import math
 import pickle
