@@ -85,6 +85,12 @@ class ImbalanceAwareScorer:
     half_life
         Labels after which a label's weight in the mix halves (the mix of the last few
         thousand labels counts; the interval uses their summed weight as the trial count).
+    gain_floor
+        Least value of PAL's (scaled) gain in the product. Where many labels agree PAL's gain
+        is 0 to the last bit, and a product of 0 everywhere leaves a threshold strategy nothing
+        to rank: its bar falls towards 0 and never reaches it (the handbook's card
+        transactions, `variable`: 0.16-0.37 B spent). With the floor, entropy still orders
+        those events, below every event PAL sees a gain in.
 
     Examples
     --------
@@ -114,6 +120,7 @@ class ImbalanceAwareScorer:
         rare_share: float = 0.2,
         z: float = 1.96,
         half_life: float = 1000.0,
+        gain_floor: float = 1e-3,
     ) -> None:
         if not 0.0 < rare_share < 0.5:
             raise ValueError(f"rare_share must be in (0, 0.5), got {rare_share}")
@@ -123,6 +130,7 @@ class ImbalanceAwareScorer:
         self.threshold = rare_share * 2 / max(n_classes, 2)
         self.z = z
         self.decay = 0.5 ** (1.0 / half_life)
+        self.gain_floor = gain_floor
         self.common = MeasureScorer("entropy", n_classes)
         self.rare = PALScorer()
         #: Labels by class, each weighing ``decay ** age``.
@@ -146,7 +154,7 @@ class ImbalanceAwareScorer:
     def __call__(self, proba: Proba, x: Mapping[str, float] | None) -> float:
         uncertainty = self.common(proba, x)
         if self.rare_mode:
-            return self._scale * self.rare(proba, x) * uncertainty
+            return max(self._scale * self.rare(proba, x), self.gain_floor) * uncertainty
         self.rare.observe(x)  # PAL's running scale follows the stream in either mode
         return uncertainty
 

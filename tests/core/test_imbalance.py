@@ -85,8 +85,25 @@ def test_rare_mode_scores_pal_gain_times_entropy_and_common_mode_entropy() -> No
         pal.learn_one(x, False)
     assert scorer.mode == "rare"
     for x, proba in zip(events[100:], probas[100:], strict=True):
-        expected = 2 * pal(proba, x) * entropy(proba, 2)
+        expected = max(2 * pal(proba, x), 1e-3) * entropy(proba, 2)
         assert scorer(proba, x) == pytest.approx(expected)
+
+
+def test_where_pal_sees_no_gain_entropy_still_orders_the_events() -> None:
+    # Thousands of agreeing labels on the spot: PAL's gain is 0 to the last bit there. A score
+    # of 0 for every event would leave a variable threshold nothing to rank (it never asks).
+    scorer, pal = ImbalanceAwareScorer(), PALScorer()
+    for i in range(100):
+        scorer(UNSURE, {"a": float(i % 10)})
+        pal(UNSURE, {"a": float(i % 10)})
+    for i in range(500):
+        scorer.learn_one({"a": 5.0}, i % 100 == 0)
+        pal.learn_one({"a": 5.0}, i % 100 == 0)
+    assert scorer.mode == "rare"
+    sure, surer = {True: 0.1, False: 0.9}, {True: 0.02, False: 0.98}
+    assert pal(sure, {"a": 5.0}) == 0.0
+    assert scorer(sure, {"a": 5.0}) == pytest.approx(1e-3 * entropy(sure, 2))
+    assert scorer(sure, {"a": 5.0}) > scorer(surer, {"a": 5.0}) > 0.0
 
 
 def test_an_unfamiliar_uncertain_event_outranks_a_familiar_one_and_a_sure_one() -> None:
@@ -155,3 +172,20 @@ def test_on_a_rare_class_it_labels_more_positives_than_entropy() -> None:
     auto = sum(_positives_labelled("auto", s) for s in seeds)
     plain = sum(_positives_labelled("entropy", s) for s in seeds)
     assert auto > 1.2 * plain, (auto, plain)
+
+
+@pytest.mark.parametrize("strategy", ["variable", "split", "balanced"])
+def test_every_strategy_spends_its_budget_where_pal_sees_no_gain(strategy: str) -> None:
+    # Events on a few spots, labels almost all negative: the mix is rare, and PAL's gain is 0
+    # once the spots are labelled. The threshold strategies must still spend B.
+    budget, n = 0.05, 20_000
+    gate = build_gate(strategy, "auto", budget=budget, seed=1)
+    asked = 0
+    for i in range(n):
+        x = {"a": float(i % 3)}
+        p = 0.02 + 0.01 * (i % 7)
+        if gate.decide({True: p, False: 1 - p}, x).ask:
+            asked += 1
+            gate.learn_one(x, i % 97 == 0)
+    assert gate.lanes[-1].scorer.mode == "rare"
+    assert 0.9 * budget * n <= asked <= 1.05 * budget * n
