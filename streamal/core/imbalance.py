@@ -23,7 +23,8 @@ this, without the gain floor                23.9 / 49.8 / 48.4 / 49.1
 this                                        23.9 / 49.8 / 47.9 / 48.6
 ==========================================  =========================
 
-On the balanced benchmark streams it never switches, so it is entropy there, to the decimal.
+On the five balanced benchmark streams it never switches: it is entropy there, decision for
+decision.
 
 It starts with entropy and switches on evidence, not on a share alone: a cold model's entropy is
 flat, so the first labels are a spread of ordinary events, the map of the common class that PAL
