@@ -10,7 +10,26 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Proportion"]
+__all__ = ["Proportion", "wilson_interval"]
+
+
+def wilson_interval(share: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's score interval for a proportion ``share`` observed over ``n`` trials.
+
+    Unlike share ± z·se it stays inside [0, 1] and is sound for a handful of trials. ``n`` may
+    be fractional (decayed counts); ``(0, 1)`` before any trial.
+
+    >>> low, high = wilson_interval(0.0, 20)
+    >>> low, round(high, 3)
+    (0.0, 0.161)
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = (share + z2 / (2 * n)) / denom
+    half = z * math.sqrt(share * (1 - share) / n + z2 / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(slots=True)
@@ -39,11 +58,4 @@ class Proportion:
 
     def interval(self, z: float = 1.96) -> tuple[float, float]:
         """Wilson score interval (95 % by default); ``(0, 1)`` before any trial."""
-        n = self.total
-        if n == 0:
-            return 0.0, 1.0
-        p = self.hits / n
-        denom = 1 + z * z / n
-        centre = (p + z * z / (2 * n)) / denom
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-        return max(0.0, centre - half), min(1.0, centre + half)
+        return wilson_interval(self.hits / self.total if self.total else 0.0, self.total, z)

@@ -39,32 +39,14 @@ the balanced benchmark streams' 41-50 %).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Mapping
 
+from streamal.core.estimate import wilson_interval
 from streamal.core.measures import Proba
 from streamal.core.pal import PALScorer
 from streamal.core.scorers import MeasureScorer
 
-__all__ = ["ImbalanceAwareScorer", "wilson_interval"]
-
-
-def wilson_interval(share: float, n: float, z: float = 1.96) -> tuple[float, float]:
-    """Wilson's score interval for a proportion ``share`` observed over ``n`` trials.
-
-    Unlike share ± z·se it stays inside [0, 1] and is sound for a handful of trials, which is
-    when the gate has to decide.
-
-    >>> low, high = wilson_interval(0.0, 20)
-    >>> low, round(high, 3)
-    (0.0, 0.161)
-    """
-    if n <= 0:
-        return 0.0, 1.0
-    z2 = z * z
-    centre = share + z2 / (2 * n)
-    spread = z * math.sqrt(share * (1 - share) / n + z2 / (4 * n * n))
-    return max(0.0, (centre - spread) / (1 + z2 / n)), min(1.0, (centre + spread) / (1 + z2 / n))
+__all__ = ["ImbalanceAwareScorer"]
 
 
 class ImbalanceAwareScorer:
