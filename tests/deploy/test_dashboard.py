@@ -37,6 +37,7 @@ def test_dashboard_has_the_panels_the_issue_asks_for() -> None:
     assert {
         "Label spend vs budget",
         "Gate threshold",
+        "Gate measure: rarest class among the labels",
         "Review backlog",
         "Label delay (request to label)",
         "Accuracy: unbiased vs labelled",
@@ -109,6 +110,8 @@ def test_queries_use_only_metric_names_the_service_exports(rendered: Render) -> 
         "streamal_label_spend_ratio",
         "streamal_label_budget_ratio",
         "streamal_gate_threshold",
+        "streamal_gate_rare_class_share",
+        "streamal_gate_rare_mode",
         "streamal_review_backlog",
         "streamal_label_delay_seconds_bucket",
         "streamal_label_outcomes_total",
