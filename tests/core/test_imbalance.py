@@ -3,6 +3,7 @@
 import pickle
 
 import pytest
+from event_features import numeric_features
 
 from streamal.core.imbalance import ImbalanceAwareScorer
 from streamal.core.learner import ActiveLearner
@@ -137,7 +138,7 @@ def _positives_labelled(measure: str, seed: int) -> int:
     learner = ActiveLearner(model, build_gate("balanced", measure, budget=0.05, seed=seed))
     positives = 0
     for i, (event, truth) in enumerate(drifting_transactions(8000, fraud_rate=0.01, seed=seed)):
-        x = {k: float(v) for k, v in event.items() if isinstance(v, int | float)}
+        x = numeric_features(event)
         if learner.score(Transaction(f"e{i}", None, x, event)).decision.ask:
             learner.learn(Label(f"e{i}", truth, source="reviewer"))
             positives += truth

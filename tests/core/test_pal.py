@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+from event_features import numeric_features
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -166,20 +167,16 @@ def test_labels_taught_to_the_gate_lower_the_utility_there() -> None:
     scorer = learner.gate.lanes[-1].scorer
     assert isinstance(scorer, PALScorer)
     for i, (event, truth) in enumerate(stream):
-        scored = learner.score(Transaction(f"e{i}", None, _features(event), event))
+        scored = learner.score(Transaction(f"e{i}", None, numeric_features(event), event))
         if scored.decision.ask:
             learner.learn(Label(f"e{i}", truth, source="reviewer"))
     asked = scorer.frequency._n
     assert 0.08 * 3000 <= asked <= 0.105 * 3000
     # Events like the labelled ones now look well known; a far-away one does not.
-    probe = _features(stream[-1][0])
+    probe = numeric_features(stream[-1][0])
     far = {k: v * 50 + 1000 for k, v in probe.items()}
     proba = {False: 0.5, True: 0.5}
     assert scorer(proba, far) > scorer(proba, probe)
-
-
-def _features(event: dict[str, object]) -> dict[str, float]:
-    return {k: float(v) for k, v in event.items() if isinstance(v, int | float)}
 
 
 def test_scorer_survives_a_checkpoint() -> None:
