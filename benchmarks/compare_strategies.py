@@ -209,6 +209,7 @@ def _run_dict(report: Any) -> dict[str, Any]:
     d.pop("windows", None)
     d.pop("unbiased_accuracy", None)
     d["accuracy_curve"] = [w.accuracy for w in report.windows]
+    d["positives"] = report.total.positives
     return d
 
 
@@ -355,6 +356,14 @@ def aggregate(runs: list[dict[str, Any]], budgets: list[float]) -> list[dict[str
             "labels_requested": _mean([r["labels_requested"] for r in rs]),
             "us_per_event": _mean([r["us_per_event"] for r in rs]),
         }
+        if all("positives_learned" in r for r in rs):  # runs before the field: none
+            found = sum(r["positives"] for r in rs)
+            cell["positives_learned_share"] = (
+                sum(r["positives_learned"] for r in rs) / found if found else math.nan
+            )
+            cell["positive_share_of_labels"] = _mean(
+                [r["positives_learned"] / r["labels_learned"] for r in rs if r["labels_learned"]]
+            )
         if "discount_factor" in rs[0]:
             cell["discount_factor"] = [r["discount_factor"] for r in rs]
         cells.append(cell)
@@ -581,6 +590,51 @@ def _paced(r: dict[str, Any]) -> str:
     )
 
 
+def _positives_section(
+    by: dict[tuple[str, float, str], dict[str, Any]],
+    streams: list[str],
+    budgets: list[float],
+    methods: list[str],
+) -> list[str]:
+    """Per rare-positive stream: the share of its positives whose label each method bought."""
+    rare = [
+        s
+        for s in streams
+        if s in RARE_POSITIVES
+        and any("positives_learned_share" in c for k, c in by.items() if k[0] == s)
+    ]
+    if not rare:
+        return []
+    shown = [m for m in methods if m not in ("all_labels", "river_entropy")]
+    lines = [
+        "## Positives in the training set (rare-positive streams)",
+        "",
+        "Share % of the stream's positives whose label the method bought (summed over seeds), and "
+        "in brackets the positives' share % of its labels. This is what imbalance-aware "
+        "querying is for; F1 is what the shared model then makes of those labels. River's "
+        "unbudgeted sampler is left out; all labels have every positive.",
+        "",
+        "| stream | B | " + " | ".join(_label(m) for m in shown) + " |",
+        "|---|---:|" + "---:|" * len(shown),
+    ]
+    for stream in rare:
+        for b in budgets:
+            row = [stream, f"{100 * b:g} %"]
+            cells = [by.get((stream, b, m), {}) for m in shown]
+            top = max((c.get("positives_learned_share", -1.0) for c in cells), default=-1.0)
+            for c in cells:
+                if "positives_learned_share" not in c:
+                    row.append("–")
+                    continue
+                text = (
+                    f"{100 * c['positives_learned_share']:.0f} "
+                    f"({100 * c['positive_share_of_labels']:.0f})"
+                )
+                row.append(f"**{text}**" if c["positives_learned_share"] == top else text)
+            lines.append("| " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
 def markdown(
     cells: list[dict[str, Any]],
     methods: list[str],
@@ -638,6 +692,7 @@ def markdown(
                     row.append(text)
                 lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+    lines += _positives_section(by, streams, budgets, methods)
     q = checks["quality"]
     lines += [
         "## Spend check (streamal budget-managed strategies, every seed)",

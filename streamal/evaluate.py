@@ -347,6 +347,14 @@ def summary_table(doc: dict[str, Any]) -> Table:
         _pct(doc["max_window_spend_ratio"], 2),
         f"over any {doc['spend_window']:,} consecutive events",
     )
+    learned = doc["positives_learned"]
+    table.add_row(
+        "positives labelled",
+        f"{learned:,}",
+        f"{_pct(learned / positives if positives else None)} of the stream's positives, "
+        f"{_pct(learned / doc['labels_learned'] if doc['labels_learned'] else None)} of the "
+        "labels learned",
+    )
     table.add_row("accuracy", _num(doc["accuracy"]), "prequential, on every event")
     table.add_row("Cohen's kappa", _num(doc["kappa"]), "")
     table.add_row("precision", _num(doc["precision"]), "of the positive class")

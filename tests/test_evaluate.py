@@ -22,6 +22,7 @@ TOP_KEYS = {
     "events",
     "labels_requested",
     "labels_learned",
+    "positives_learned",
     "spend_ratio",
     "max_window_spend_ratio",
     "spend_window",
@@ -186,6 +187,7 @@ def test_json_has_every_field_and_adds_up(
     assert windows[-1]["cumulative_requested"] == doc["labels_requested"]
     assert sum(w["positives"] for w in windows) == doc["positives"]
     assert 0.05 * N < doc["positives"] < 0.15 * N
+    assert 0 < doc["positives_learned"] <= min(doc["positives"], doc["labels_learned"])
     low, high = doc["unbiased_accuracy"]["ci95"]
     assert 0.0 <= low <= doc["unbiased_accuracy"]["estimate"] <= high <= 1.0
     for key in ("accuracy", "kappa", "precision", "recall", "f1", "average_precision"):

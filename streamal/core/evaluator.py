@@ -109,6 +109,10 @@ class Report:
     labeled: Proportion = field(default_factory=Proportion)
     unbiased: Proportion = field(default_factory=Proportion)
     labels_learned: int = 0
+    #: Bought labels of the positive class that the learner learned: the frauds the reviewers
+    #: saw. Set against ``total.positives`` it says how many of the stream's rare positives the
+    #: gate got into the training set, which the F1 of the model then built on them does not.
+    positives_learned: int = 0
     average_precision: float = math.nan
     kappa: float = math.nan
 
@@ -131,6 +135,7 @@ class Report:
             "events": self.events,
             "labels_requested": self.requested,
             "labels_learned": self.labels_learned,
+            "positives_learned": self.positives_learned,
             "spend_ratio": self.requested / self.events if self.events else 0.0,
             "max_window_spend_ratio": self.max_window_spend,
             "spend_window": self.spend_window,
@@ -236,6 +241,7 @@ def prequential(
             return  # not bought by the gate: counted apart from the estimators
         if result.outcome == "learned":
             report.labels_learned += 1
+            report.positives_learned += label.label == positive
             report.labeled.update(predicted_right)
             if lane == "random":
                 report.unbiased.update(predicted_right)

@@ -85,6 +85,17 @@ def test_labels_arrive_after_the_delay_and_all_are_learned(run: tuple[Report, Sp
     assert len(spy.pending) == 0
 
 
+def test_positives_learned_counts_the_bought_labels_of_the_positive_class(
+    run: tuple[Report, Spy],
+) -> None:
+    report, spy = run
+    truth = {event["event_id"]: y for event, y in drifting_transactions(N, seed=1)}
+    bought = [truth[event_id] for event_id in spy.learned_at]
+    assert report.positives_learned == sum(bought)
+    assert 0 < report.positives_learned < report.total.positives
+    assert report.as_dict()["positives_learned"] == report.positives_learned
+
+
 def test_tail_sums_whole_windows(run: tuple[Report, Spy]) -> None:
     report, _ = run
     tail = report.tail(2000)
