@@ -209,7 +209,6 @@ def _run_dict(report: Any) -> dict[str, Any]:
     d.pop("windows", None)
     d.pop("unbiased_accuracy", None)
     d["accuracy_curve"] = [w.accuracy for w in report.windows]
-    d["positives"] = report.total.positives
     return d
 
 

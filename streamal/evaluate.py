@@ -305,7 +305,7 @@ def report_document(
         "seed": settings.seed,
         "streamal_version": __version__,
     }
-    doc = {"config": config, **body, "positives": report.total.positives}
+    doc = {"config": config, **body}
     result: dict[str, Any] = _finite(doc)
     return result
 

@@ -110,8 +110,8 @@ class Report:
     unbiased: Proportion = field(default_factory=Proportion)
     labels_learned: int = 0
     #: Bought labels of the positive class that the learner learned: the frauds the reviewers
-    #: saw. Set against ``total.positives`` it says how many of the stream's rare positives the
-    #: gate got into the training set, which the F1 of the model then built on them does not.
+    #: saw. Set against ``total.positives`` it measures the gate itself (how many of a rare
+    #: class it got into the training set); F1 also measures what the model made of them.
     positives_learned: int = 0
     average_precision: float = math.nan
     kappa: float = math.nan
@@ -134,6 +134,7 @@ class Report:
         return {
             "events": self.events,
             "labels_requested": self.requested,
+            "positives": t.positives,
             "labels_learned": self.labels_learned,
             "positives_learned": self.positives_learned,
             "spend_ratio": self.requested / self.events if self.events else 0.0,
