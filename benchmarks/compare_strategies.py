@@ -160,7 +160,7 @@ def _fdh(seed: int, n: int) -> Iterable[tuple[dict[str, Any], bool]]:
 
 
 def _model() -> OnlineModel:
-    return OnlineModel(make_model("logreg"), CLASSES, "logreg")
+    return OnlineModel(make_model("logreg", step=LOGREG_STEP), CLASSES, "logreg")
 
 
 def _gate(method: str, budget: float | None, seed: int, model: OnlineModel, **extra: Any) -> Any:
@@ -186,11 +186,14 @@ def _gate(method: str, budget: float | None, seed: int, model: OnlineModel, **ex
 
 #: Power of the class-balanced learning weights for every method (``--class-balance``; 0: off).
 CLASS_BALANCE = 0.0
+#: SGD step of every method's model on the generated streams (``--logreg-step``; None: 0.05).
+LOGREG_STEP: float | None = None
 
 
-def _set_class_balance(power: float) -> None:
-    global CLASS_BALANCE
-    CLASS_BALANCE = power
+def _set_protocol(class_balance: float, logreg_step: float | None = None) -> None:
+    """What every method learns with, set in each worker process."""
+    global CLASS_BALANCE, LOGREG_STEP
+    CLASS_BALANCE, LOGREG_STEP = class_balance, logreg_step
 
 
 def prequential_report(events: Iterable[tuple[dict[str, Any], bool]], gate_of: Any) -> Any:
@@ -551,11 +554,13 @@ def _label(method: str) -> str:
     return _SHORT.get(method, method.replace("streamal_", "sa:").replace("skal_", "skal:"))
 
 
-def _balance_note(config: dict[str, Any]) -> str:
-    power = config.get("class_balance", 0.0)
-    if not power:
-        return ""
-    return f", every method learning with class-balanced weights (power {power:g})"
+def _protocol_note(config: dict[str, Any]) -> str:
+    notes = []
+    if power := config.get("class_balance", 0.0):
+        notes.append(f"class-balanced weights (power {power:g})")
+    if step := config.get("logreg_step"):
+        notes.append(f"an SGD step of {step:g}")
+    return f", every method learning with {' and '.join(notes)}" if notes else ""
 
 
 def _cell_text(c: dict[str, Any], show_f1: bool, show_ap: bool = False) -> str:
@@ -648,7 +653,7 @@ def markdown(
         "",
         f"{config['events']} events per stream (Phishing: all 1,250), label delay "
         f'{LABEL_DELAY} events, model `make_model("logreg")` for everyone, mean over '
-        f"{config['seeds']} seed(s){_balance_note(config)}. Cells: prequential accuracy % "
+        f"{config['seeds']} seed(s){_protocol_note(config)}. Cells: prequential accuracy % "
         "(Phishing: accuracy % / positive-class F1 %; the rare-positive streams, imbalanced and "
         "fdh: accuracy % / F1 % / average precision %). fdh: the handbook's card transactions, "
         "seed s its s-th slice from 1 May 2018, through the service's learner with its card and "
@@ -809,6 +814,13 @@ def main(argv: list[str] | None = None) -> int:
         help="every method learns with class-balanced weights of this power (0: off)",
     )
     parser.add_argument(
+        "--logreg-step",
+        type=float,
+        default=None,
+        help="every method's logistic model takes SGD steps of this size (default: the "
+        "model's 0.05); generated streams only",
+    )
+    parser.add_argument(
         "--resume", action="store_true", help="reuse finished runs from <out>.runs.jsonl"
     )
     parser.add_argument(
@@ -827,6 +839,10 @@ def main(argv: list[str] | None = None) -> int:
     budgets = [float(b) for b in args.budgets.split(",")]
     seeds = list(range(1, args.seeds + 1))
     streams = args.streams.split(",")
+    if args.logreg_step is not None and set(streams) & set(REAL_STREAMS):
+        parser.error(
+            "--logreg-step applies to the generated streams, not to " + ",".join(REAL_STREAMS)
+        )
     methods = (
         args.methods.split(",") if args.methods else [*streamal_methods(), "all_labels", *PEERS]
     )
@@ -843,11 +859,11 @@ def main(argv: list[str] | None = None) -> int:
         log_path.unlink()
     started = time.perf_counter()
     print(f"{len(tasks)} runs on {args.processes} process(es)", file=sys.stderr, flush=True)
-    _set_class_balance(args.class_balance)
+    _set_protocol(args.class_balance, args.logreg_step)
     pool = Pool(
         args.processes,
-        initializer=_set_class_balance,
-        initargs=(args.class_balance,),
+        initializer=_set_protocol,
+        initargs=(args.class_balance, args.logreg_step),
         maxtasksperchild=50,
     )
     with pool, log_path.open("a") as log:
@@ -868,6 +884,7 @@ def main(argv: list[str] | None = None) -> int:
         "label_delay": LABEL_DELAY,
         "spend_window": SPEND_WINDOW,
         "model": 'make_model("logreg")',
+        "logreg_step": args.logreg_step,
         "measure": DEFAULT_MEASURE,
         "class_balance": args.class_balance,
         "default_strategy": Settings().strategy,

@@ -192,6 +192,23 @@ def test_make_model_kinds(kind: str, name: str) -> None:
 def test_make_model_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown model 'svm'"):
         make_model("svm")
+    with pytest.raises(ValueError, match="unknown model 'svm'"):
+        make_model("svm", step=0.1)
+
+
+def test_step_sets_both_the_weights_and_the_intercept_rate_of_the_logistic_kinds() -> None:
+    for kind, default in (("logreg", 0.05), ("logreg-slow", 0.005)):
+        logistic = make_model(kind)["LogisticRegression"]
+        assert logistic.optimizer.learning_rate == default
+        logistic = make_model(kind, step=0.2)["LogisticRegression"]
+        assert logistic.optimizer.learning_rate == 0.2
+        assert logistic.intercept_lr.learning_rate == 0.2
+
+
+@pytest.mark.parametrize("kind", ["hat", "arf", "gnb"])
+def test_a_model_without_an_sgd_step_refuses_one(kind: str) -> None:
+    with pytest.raises(ValueError, match="no SGD step"):
+        make_model(kind, step=0.1)
 
 
 @pytest.mark.parametrize(
