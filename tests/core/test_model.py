@@ -205,6 +205,12 @@ def test_step_sets_both_the_weights_and_the_intercept_rate_of_the_logistic_kinds
         assert logistic.intercept_lr.learning_rate == 0.2
 
 
+@pytest.mark.parametrize("step", [0.0, -0.1, float("nan")])
+def test_a_step_that_is_not_positive_is_refused(step: float) -> None:
+    with pytest.raises(ValueError, match="step must be > 0"):
+        make_model("logreg", step=step)
+
+
 @pytest.mark.parametrize("kind", ["hat", "arf", "gnb"])
 def test_a_model_without_an_sgd_step_refuses_one(kind: str) -> None:
     with pytest.raises(ValueError, match="no SGD step"):
