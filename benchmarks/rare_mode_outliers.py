@@ -69,12 +69,11 @@ def _setup(power: float) -> None:
 
 
 def run_task(task: tuple[str, float, int, int, float]) -> dict[str, Any]:
+    """The benchmark's own run of the default strategy, with the scorer for ``power``."""
     stream, budget, seed, n, power = task
     _setup(power)
-    events = cs.load_stream(stream, seed, n)
-    evaluate = cs._evaluate_service if stream in cs.REAL_STREAMS else cs._evaluate
-    d = evaluate(events, lambda m: cs._gate("streamal_balanced", budget, seed, m))
-    d.update(budget=budget, power=power)
+    d = cs.run_task((stream, seed, budget, "streamal_balanced", n))
+    d["power"] = power
     return d
 
 
