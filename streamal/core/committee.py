@@ -17,6 +17,8 @@ import math
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from river import base
+
 from streamal.core.measures import Proba
 
 __all__ = ["committee_probas", "kl_to_consensus", "vote_entropy"]
@@ -25,21 +27,23 @@ __all__ = ["committee_probas", "kl_to_consensus", "vote_entropy"]
 def committee_probas(model: Any, x: dict[str, float]) -> list[dict[Hashable, float]]:
     """Each member's class probabilities, for a River ensemble (or a pipeline ending in one).
 
-    Raises ``TypeError`` for a model that is not a committee.
+    Raises ``TypeError`` for a model that is not a committee. An ensemble that has no members
+    yet (River's ARF grows its trees on the first label) is an empty committee: the measures
+    score it as knowing nothing.
+
+    >>> from river import forest
+    >>> committee_probas(forest.ARFClassifier(n_models=3), {"a": 1.0})
+    []
     """
     if hasattr(model, "steps"):  # a pipeline: transform, then ask the final step's members
         *transformers, last = list(model.steps.values())
         for step in transformers:
             x = step.transform_one(x)
         model = last
-    try:
-        members = list(model)
-    except TypeError:
-        members = []
-    if len(members) < 2 or not all(hasattr(m, "predict_proba_one") for m in members):
+    if not isinstance(model, base.Ensemble):
         kind = type(model).__name__
         raise TypeError(f"query by committee needs an ensemble model (e.g. arf); got {kind}")
-    return [m.predict_proba_one(x) for m in members]
+    return [member.predict_proba_one(x) for member in model]
 
 
 def vote_entropy(members: Sequence[Proba], n_classes: int = 2) -> float:
