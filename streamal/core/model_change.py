@@ -18,7 +18,7 @@ from typing import Any
 
 from river import linear_model
 
-__all__ = ["expected_gradient_length", "check_linear"]
+__all__ = ["expected_gradient_length", "check_linear", "input_norm"]
 
 
 def _split(model: Any) -> tuple[list[Any], Any]:
@@ -46,10 +46,20 @@ def expected_gradient_length(model: Any, x: Mapping[str, float], p_positive: flo
     >>> round(expected_gradient_length(model, {"a": 3.0, "b": 4.0}, .5), 4)
     0.9219
     """
+    norm = input_norm(model, x)
+    return 1.0 - math.exp(-2.0 * p_positive * (1.0 - p_positive) * norm)
+
+
+def input_norm(model: Any, x: Mapping[str, float]) -> float:
+    """``‖[x̃, 1]‖``: the length of what the weights see, the gradient's size for a sure error.
+
+    >>> from river import linear_model
+    >>> round(input_norm(linear_model.LogisticRegression(), {"a": 3.0, "b": 4.0}) ** 2, 9)
+    26.0
+    """
     check_linear(model)
     transformers, _ = _split(model)
     xt: Mapping[str, float] = x
     for step in transformers:
         xt = step.transform_one(xt)
-    norm = math.sqrt(1.0 + sum(v * v for v in xt.values()))
-    return 1.0 - math.exp(-2.0 * p_positive * (1.0 - p_positive) * norm)
+    return math.sqrt(1.0 + sum(v * v for v in xt.values()))
