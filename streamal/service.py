@@ -420,7 +420,10 @@ class Service:
     def _open_review(self, record: ConsumerRecord) -> None:
         try:
             item = decode_review(record.value, self.classes, 4 * self.settings.max_message_bytes)
-        except InvalidMessage as exc:  # not ours to dead-letter: log the place, not the data
+        except InvalidMessage as exc:
+            # Not dead-lettered: every replica reads every review, so each would write a copy.
+            # Counted and logged (the place, not the data); its label will count as an orphan.
+            self.metrics.reviews_unreadable.labels(exc.reason).inc()
             log.warning(
                 "unreadable review request at %s/%s: %s",
                 record.partition,

@@ -67,6 +67,14 @@ class Metrics:
         for kind in ("transactions", "labels"):
             for reason in REASONS:
                 self.dead_letters.labels(kind, reason)
+        self.reviews_unreadable = Counter(
+            "streamal_reviews_unreadable",
+            "Records on the reviews topic that do not decode, by reason (skipped).",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REASONS:
+            self.reviews_unreadable.labels(reason)
         requests = Counter(
             "streamal_label_requests", "Review requests, by reason.", ["reason"], registry=r
         )

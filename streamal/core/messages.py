@@ -417,6 +417,13 @@ def review_message(
     )
 
 
+def _finite(value: Any) -> float:
+    """A feature as written by :func:`review_message`: a finite number, nothing else."""
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    raise InvalidMessage("bad_value", f"feature value {value!r:.40} is not a finite number")
+
+
 def decode_review(raw: bytes | str, classes: ClassSet, max_bytes: int = 1 << 20) -> PendingItem:
     """Rebuild an open review request from its message on the reviews topic.
 
@@ -435,7 +442,7 @@ def decode_review(raw: bytes | str, classes: ClassSet, max_bytes: int = 1 << 20)
     try:
         item = PendingItem(
             event_id=event_id,
-            features={str(k): float(v) for k, v in features.items()},
+            features={str(k): _finite(v) for k, v in features.items()},
             proba={classes.from_name(str(k)): float(v) for k, v in probabilities.items()},
             predicted=classes.from_name(str(body.get("predicted"))),
             reason=str(body.get("reason", "uncertainty")),

@@ -20,6 +20,7 @@ from streamal.core.pending import PendingItem
 CONTRACT = [
     ("streamal_events_total", "counter", {"outcome"}),
     ("streamal_label_requests_total", "counter", {"reason"}),
+    ("streamal_reviews_unreadable_total", "counter", {"reason"}),
     ("streamal_labels_total", "counter", {"source", "outcome"}),
     ("streamal_label_budget_ratio", "gauge", set()),
     ("streamal_label_spend_ratio", "gauge", set()),

@@ -18,9 +18,11 @@ from streamal.core.messages import (
     Label,
     TransactionSchema,
     decode_label,
+    decode_review,
     decode_transaction,
     extract_features,
     parse_time,
+    review_message,
     to_iso,
 )
 
@@ -303,6 +305,67 @@ def test_label_oversize_and_multiclass() -> None:
     label = decode_label(b'{"event_id": "e1", "label": "b"}', ClassSet(["a", "b", "c"]))
     assert label.label == "b"
     assert decode_label({"event_id": "e1", "label": "s" * 0 + "1"}, ClassSet()).label is True
+
+
+# --- review requests (the reviews topic, read back by every replica) ---------------------------
+
+
+def _review(**change: Any) -> dict[str, Any]:
+    txn = decode_transaction(b'{"event_id": "r1", "amount": 12.5, "online": true}', SCHEMA)
+    body = json.loads(
+        review_message(txn, {"true": 0.75, "false": 0.25}, True, "exploit", 0.5, 0.8, 3, 1e9)
+    )
+    body.update(change)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def test_a_review_request_reads_back_as_it_was_written() -> None:
+    item = decode_review(json.dumps(_review()), ClassSet())
+    assert item.event_id == "r1"
+    assert item.features == {"amount": 12.5, "online": 1.0}
+    assert item.proba == {True: 0.75, False: 0.25}
+    assert item.predicted is True
+    assert (item.reason, item.probability, item.model_version) == ("exploit", 0.5, 3)
+    assert item.requested_at == 1e9
+    assert item.event == {"event_id": "r1", "amount": 12.5, "online": True}
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{", "not_json"),
+        (b"[1]", "not_object"),
+        (json.dumps(_review(event_id="")).encode(), "bad_type"),
+        (
+            json.dumps({k: v for k, v in _review().items() if k != "event_id"}).encode(),
+            "missing_id",
+        ),
+        (json.dumps({k: v for k, v in _review().items() if k != "features"}).encode(), "bad_type"),
+        (json.dumps(_review(probabilities=[0.5, 0.5])).encode(), "bad_type"),
+        (json.dumps(_review(features={"amount": "lots"})).encode(), "bad_value"),
+        (json.dumps(_review(features={"amount": None})).encode(), "bad_value"),
+        (json.dumps(_review(features={"amount": "inf"})).encode(), "bad_value"),
+        (json.dumps(_review(features={"amount": "12.5"})).encode(), "bad_value"),
+        (json.dumps(_review(features={"amount": 1e400})).encode(), "bad_value"),
+        (json.dumps(_review(probabilities={"maybe": 1.0})).encode(), "unknown_class"),
+        (json.dumps(_review(predicted="maybe")).encode(), "unknown_class"),
+        (json.dumps(_review(model_version="v3")).encode(), "bad_value"),
+        (json.dumps(_review(requested_at="soon")).encode(), "bad_value"),
+        (json.dumps(_review(pad="x" * 2000)).encode(), "oversize"),
+    ],
+)
+def test_review_rejections(raw: bytes, reason: str) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        decode_review(raw, ClassSet(), max_bytes=1000)
+    assert info.value.reason == reason
+
+
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_on_the_reviews_topic_raise_only_invalid_message(raw: bytes) -> None:
+    try:
+        decode_review(raw, ClassSet())
+    except InvalidMessage as exc:
+        assert exc.reason in REASONS
 
 
 # --- times -------------------------------------------------------------------------------------

@@ -237,16 +237,27 @@ class TopicReader:
         return [record for records in batch.values() for record in records]
 
     def read_json(
-        self, until: Callable[[list[dict[str, Any]]], bool], timeout: float
+        self,
+        until: Callable[[list[dict[str, Any]]], bool],
+        timeout: float,
+        skip_invalid: bool = False,
     ) -> list[dict[str, Any]]:
-        """Decode records (adding ``_offset``) until ``until(seen_so_far)``; fail on timeout."""
+        """Decode records (adding ``_offset``) until ``until(seen_so_far)``; fail on timeout.
+
+        ``skip_invalid`` passes over records that are not JSON objects (a test wrote them).
+        """
         seen: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while not until(seen):
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.topic}: timed out with {len(seen)} records read")
             for record in self.poll():
-                body = json.loads(record.value)
+                try:
+                    body = json.loads(record.value)
+                except ValueError:
+                    if skip_invalid:
+                        continue
+                    raise
                 body["_offset"] = record.offset
                 seen.append(body)
         return seen

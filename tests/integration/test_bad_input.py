@@ -62,6 +62,18 @@ BAD_LABELS: list[tuple[bytes, str]] = [
 ]
 
 
+#: (raw bytes, expected reason) for the reviews topic, which the service itself writes.
+BAD_REVIEWS: list[tuple[bytes, str]] = [
+    (b"not a review", "not_json"),
+    (b'{"event_id": "r1"}', "bad_type"),  # no features or probabilities
+    (
+        b'{"event_id": "r2", "features": {"amount": "inf"}, "probabilities": {"true": 1.0}}',
+        "bad_value",
+    ),
+    (b'{"event_id": "r3", "features": {}, "probabilities": {"maybe": 1.0}}', "unknown_class"),
+]
+
+
 def _good(i: int) -> bytes:
     return json.dumps({"event_id": f"good-{i}", "amount": 10.0 + i, "online": i % 2 == 0}).encode()
 
@@ -182,6 +194,31 @@ def test_bad_transactions_and_labels(
     )
     assert model.n_learned == 3
     assert metric_sum(registry, "streamal_model_updates_total") == 3
+
+    # Bad records on the reviews topic (every replica reads it): skipped and counted, not
+    # dead-lettered, and the labels loop that reads them goes on.
+    for raw, _ in BAD_REVIEWS:
+        _send(producer, topics.reviews, raw)
+    wait_until(
+        lambda: metric_sum(registry, "streamal_reviews_unreadable_total") == len(BAD_REVIEWS),
+        timeout=10,
+        what="the unreadable review requests counted",
+    )
+    for reason in {r for _, r in BAD_REVIEWS}:
+        count = sum(r == reason for _, r in BAD_REVIEWS)
+        assert metric_sum(registry, "streamal_reviews_unreadable_total", reason=reason) == count
+    later = {f"good-{i}" for i in range(100, 110)}
+    for i in range(100, 110):
+        _send(producer, topics.transactions, _good(i))
+    with TopicReader(kafka_bootstrap, topics.reviews) as reader:
+        reviews = reader.read_json(
+            lambda seen: any(r.get("event_id") in later for r in seen),
+            timeout=20,
+            skip_invalid=True,
+        )
+    requested = next(r["event_id"] for r in reviews if r.get("event_id") in later)
+    _send(producer, topics.labels, _label(requested))
+    wait_until(lambda: learned() == 4, timeout=10, what="a label requested after the bad reviews")
 
     # Every bad message is on the dead-letter topic with its reason and source offset.
     with TopicReader(kafka_bootstrap, topics.dead_letter) as reader:
