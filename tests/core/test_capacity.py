@@ -13,6 +13,7 @@ import collections
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from spend import max_window
 
 from streamal.core.capacity import BacklogCap, TokenBucket
 from streamal.core.policy import BALANCED, STRATEGIES, build_gate, slack
@@ -146,14 +147,6 @@ def test_the_queue_never_holds_more_than_the_cap(
         assert open_reviews <= max_open
 
 
-def _max_window(asks: list[bool], window: int = 1000) -> int:
-    running = best = sum(asks[:window])
-    for i in range(window, len(asks)):
-        running += asks[i] - asks[i - window]
-        best = max(best, running)
-    return best
-
-
 @given(
     events=st.lists(
         st.tuples(
@@ -203,7 +196,7 @@ def test_in_the_gate_every_constraint_holds_at_once(
     assert _most_in_any_interval_allowed(times, bucket.burst, per_hour)
     credit = slack(budget, 1000) if strategy in BALANCED else 1.0
     assert sum(asks) <= budget * len(asks) + credit + 1e-9
-    assert _max_window(asks) <= budget * 1000 + max(1.0, 0.25 * budget * 1000)
+    assert max_window(asks) <= budget * 1000 + max(1.0, 0.25 * budget * 1000)
 
 
 def test_a_backlog_cap_needs_a_way_to_count_open_reviews() -> None:

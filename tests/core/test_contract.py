@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from spend import max_window
 
 from streamal.core.policy import BALANCED, STRATEGIES, build_gate, slack
 
@@ -32,21 +33,12 @@ def _decisions(strategy: str, budget: float, probas: Iterator[dict[bool, float]]
     return [gate.decide(p).ask for p in probas]
 
 
-def _max_window(asks: list[bool], window: int = 1000) -> int:
-    running = sum(asks[:window])
-    best = running
-    for i in range(window, len(asks)):
-        running += asks[i] - asks[i - window]
-        best = max(best, running)
-    return best
-
-
 @pytest.mark.parametrize(("strategy", "budget"), [(s, b) for s in STRATEGIES for b in BUDGETS])
 def test_spend_stays_within_the_budget(strategy: str, budget: float) -> None:
     n = 20_000
     asks = _decisions(strategy, budget, _probas(n, seed=7))
     assert sum(asks) <= 1.05 * budget * n
-    assert _max_window(asks) <= 1.25 * budget * 1000
+    assert max_window(asks) <= 1.25 * budget * 1000
     if strategy != "fixed":
         assert sum(asks) >= 0.9 * budget * n, f"{strategy} wasted its budget: {sum(asks)}"
 
@@ -94,4 +86,4 @@ def test_no_score_sequence_breaks_the_caps(
     # The balanced strategies' head start is an advance of their slack, repaid later.
     credit = slack(budget, 1000) if strategy in BALANCED else 1.0
     assert sum(asks) <= budget * len(asks) + credit + 1e-9
-    assert _max_window(asks) <= budget * 1000 + max(1.0, 0.25 * budget * 1000)
+    assert max_window(asks) <= budget * 1000 + max(1.0, 0.25 * budget * 1000)

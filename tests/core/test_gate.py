@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from itertools import accumulate
 
 import pytest
+from spend import max_window
 
 from streamal.core.budget import Budget, WindowBudget
 from streamal.core.gate import Decision, Gate
@@ -26,11 +26,6 @@ def _uniform_stream(n: int, seed: int, low: float = 0.0, high: float = 1.0) -> l
     return [_binary(rng.uniform(low, high)) for _ in range(n)]
 
 
-def _max_window(asked: list[bool], window: int) -> int:
-    sums = [0, *accumulate(int(a) for a in asked)]
-    return max(sums[i] - sums[max(0, i - window)] for i in range(1, len(sums)))
-
-
 def _reasons(decisions: list[Decision]) -> Counter[str | None]:
     return Counter(d.reason for d in decisions if d.ask)
 
@@ -42,7 +37,7 @@ def test_spends_about_the_budget_on_random_probabilities(measure: str) -> None:
     decisions = [gate.decide(p) for p in _uniform_stream(n, seed=11)]
     asked = [d.ask for d in decisions]
     assert 0.9 * B * n <= sum(asked) <= B * n
-    assert _max_window(asked, W) <= math.floor(B * W)
+    assert max_window(asked, W) <= math.floor(B * W)
     reasons = _reasons(decisions)
     assert set(reasons) == {"uncertainty", "random"}
     # The random lane's share is 10 % of the budget: 100 requests expected here.
@@ -59,7 +54,7 @@ def test_random_lane_gets_its_share_at_cold_start() -> None:
     assert reasons["random"] >= 0.6 * expected_random
     # The uncertainty lane is held to its own share (90 % of the budget), and spends it.
     assert 0.95 * B * 0.9 * n <= reasons["uncertainty"] <= B * 0.9 * n + 1e-9
-    assert _max_window([d.ask for d in decisions], W) <= B * W
+    assert max_window([d.ask for d in decisions], W) <= B * W
     # Spread over the stream, not only in its first windows.
     blocks_with_random = {i // W for i, d in enumerate(decisions) if d.ask and d.reason == "random"}
     assert len(blocks_with_random) >= 15
@@ -96,7 +91,7 @@ def test_confident_model_keeps_asking_and_recovers_after_drift() -> None:
     assert any(d.reason == "uncertainty" for d in drifted[:50])
     assert sum(d.reason == "uncertainty" for d in drifted[:W]) >= 40
     assert gate.threshold > threshold_at_drift
-    assert _max_window([d.ask for d in confident + drifted], W) <= B * W
+    assert max_window([d.ask for d in confident + drifted], W) <= B * W
 
 
 def test_decisions_carry_reason_probability_and_uncertainty() -> None:
