@@ -36,7 +36,7 @@ def test_rendered_rules_pass_promtool_check_rules(
 ) -> None:
     done = _check_rules(promtool, rules_spec(rendered(variant)), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 12 rules found" in done.stdout
+    assert "SUCCESS: 13 rules found" in done.stdout
 
 
 @pytest.mark.slow
@@ -80,6 +80,7 @@ def test_every_alert_says_how_bad_what_and_where_to_read_more(rendered: Render) 
         "StreamalReviewBacklogGrowing",
         "StreamalConsumerLag",
         "StreamalDeadLetters",
+        "StreamalReviewsUnreadable",
         "StreamalCheckpointStale",
     }
     readme = (ROOT / "README.md").read_text()
@@ -157,7 +158,7 @@ def test_alerts_can_be_turned_off_one_by_one(helm: Helm) -> None:
         ),
     )
     names = {a["alert"] for a in _alerts(rules_spec(docs))}
-    assert len(names) == 6
+    assert len(names) == 7
     assert not names & {"StreamalDeadLetters", "StreamalConsumerLag"}
 
 

@@ -119,6 +119,7 @@ def test_queries_use_only_metric_names_the_service_exports(rendered: Render) -> 
         "streamal_event_processing_seconds_bucket",
         "streamal_consumer_lag",
         "streamal_dead_letters_total",
+        "streamal_reviews_unreadable_total",
         "streamal_checkpoint_last_success_timestamp_seconds",
         "streamal_fraud_card_precision_at_k",
         "streamal_fraud_score_auc",
