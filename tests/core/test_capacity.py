@@ -16,15 +16,8 @@ from hypothesis import strategies as st
 from spend import max_window
 
 from streamal.core.capacity import BacklogCap, TokenBucket
+from streamal.core.evaluator import StreamClock
 from streamal.core.policy import BALANCED, STRATEGIES, build_gate, slack
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _most_in_any_interval_allowed(times: list[float], burst: float, per_hour: float) -> bool:
@@ -38,7 +31,7 @@ def _most_in_any_interval_allowed(times: list[float], burst: float, per_hour: fl
 
 
 def test_the_burst_then_the_rate() -> None:
-    clock = Clock()
+    clock = StreamClock()
     bucket = TokenBucket(per_hour=60, burst=3, clock=clock)  # one a minute, three at once
     asked = []
     for _ in range(5):
@@ -65,7 +58,7 @@ def test_the_default_burst_is_a_minute_of_capacity() -> None:
 
 
 def test_a_clock_that_steps_back_refills_nothing() -> None:
-    clock = Clock()
+    clock = StreamClock()
     bucket = TokenBucket(per_hour=3600, burst=1, clock=clock)
     clock.now = 100.0
     bucket.record(bucket.allows())
@@ -84,7 +77,7 @@ def test_a_capacity_must_be_positive(per_hour: float) -> None:
 
 
 def test_a_patient_asker_gets_the_whole_capacity() -> None:
-    clock = Clock()
+    clock = StreamClock()
     bucket = TokenBucket(per_hour=40, clock=clock)
     asked = 0
     for second in range(10 * 3600):  # an event a second for ten hours, every one wanted
@@ -106,7 +99,7 @@ def test_a_patient_asker_gets_the_whole_capacity() -> None:
 def test_no_interval_holds_more_than_the_burst_plus_the_refill(
     steps: list[tuple[float, bool]], per_hour: float, burst: float | None
 ) -> None:
-    clock = Clock()
+    clock = StreamClock()
     bucket = TokenBucket(per_hour, burst, clock=clock)
     times = []
     for dt, want in steps:
@@ -170,7 +163,7 @@ def test_in_the_gate_every_constraint_holds_at_once(
     per_hour: float,
     max_open: int,
 ) -> None:
-    clock = Clock()
+    clock = StreamClock()
     queue: collections.deque[int] = collections.deque()
     gate = build_gate(
         strategy,

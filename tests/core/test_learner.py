@@ -8,6 +8,7 @@ import pytest
 
 from streamal.core.budget import WindowBudget
 from streamal.core.class_balance import ClassBalance
+from streamal.core.evaluator import StreamClock
 from streamal.core.gate import Gate
 from streamal.core.learner import UNREQUESTED, ActiveLearner
 from streamal.core.messages import Label, Transaction, TransactionSchema
@@ -27,14 +28,6 @@ class Recorder:
 
     def learn_one(self, x: dict[str, float], y: Hashable) -> None:
         self.learned.append((dict(x), y))
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def always_random() -> Gate:
@@ -61,9 +54,9 @@ def txn(event_id: str, **features: float) -> Transaction:
 
 def learner(
     gate: Gate, answer: dict[Hashable, float] | None = None, **kw: object
-) -> tuple[ActiveLearner, Recorder, Clock]:
+) -> tuple[ActiveLearner, Recorder, StreamClock]:
     inner = Recorder(answer if answer is not None else {False: 0.7, True: 0.3})
-    clock = Clock()
+    clock = StreamClock(1000.0)
     model = OnlineModel(inner, classes=[False, True])
     return ActiveLearner(model, gate, clock=clock, **kw), inner, clock  # type: ignore[arg-type]
 
@@ -180,7 +173,7 @@ def test_accuracy_is_tracked_per_lane() -> None:
 
 def test_real_model_learns_from_labels() -> None:
     model = OnlineModel(make_model("logreg"), classes=[False, True])
-    al = ActiveLearner(model, always_random(), clock=Clock())
+    al = ActiveLearner(model, always_random(), clock=StreamClock(1000.0))
     for i in range(200):
         amount = 3.0 if i % 2 else -3.0
         scored = al.score(txn(f"e{i}", amount=amount))
