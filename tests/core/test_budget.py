@@ -1,14 +1,14 @@
-"""WindowBudget: the hard cap over every sliding window, whatever the gate wants."""
+"""WindowBudget and FractionBudget: the caps hold whatever the gate wants."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from streamal.core.budget import WindowBudget
+from streamal.core.budget import FractionBudget, WindowBudget
 
 
 def _drive(budget: WindowBudget, wants: list[bool]) -> list[bool]:
@@ -112,3 +112,59 @@ def test_bad_fraction_raises(fraction: float) -> None:
 def test_bad_window_raises(window: int) -> None:
     with pytest.raises(ValueError, match="window"):
         WindowBudget(0.1, window)
+
+
+# --- FractionBudget: the paced token bucket the gate spends from -------------------------------
+
+
+@given(
+    fraction=fractions,
+    window=st.integers(min_value=1, max_value=2000),
+    burst_share=st.floats(min_value=0.0, max_value=1.0),
+    initial=st.floats(min_value=0.0, max_value=5.0),
+    want=st.lists(st.booleans(), max_size=600),
+)
+def test_the_paced_bucket_never_runs_ahead_of_the_budget(
+    fraction: float, window: int, burst_share: float, initial: float, want: list[bool]
+) -> None:
+    """After any n events at most B·n + initial requests; in any w events, B·w + burst."""
+    budget = FractionBudget(fraction, window, burst_share=burst_share, initial=initial)
+    asked = _drive(budget, want)
+    made = 0
+    for n, ask in enumerate(asked, start=1):
+        made += ask
+        assert made <= fraction * n + min(initial, budget.burst) + 1e-6
+    sums = [0]
+    for ask in asked:
+        sums.append(sums[-1] + ask)
+    for w in {1, 7, window}:
+        for end in range(w, len(asked) + 1):
+            assert sums[end] - sums[end - w] <= fraction * w + budget.burst + 1e-6
+
+
+@given(fraction=fractions, window=st.integers(min_value=1, max_value=500), n=st.integers(0, 3000))
+def test_asking_whenever_allowed_spends_the_whole_budget(
+    fraction: float, window: int, n: int
+) -> None:
+    """Exactly ``floor(B·n)`` once the bucket holds a token and this event's share; a smaller
+    bucket (a single token, B·window under 5) loses what overflows as it fills, up to B a
+    request."""
+    budget = FractionBudget(fraction, window)
+    assume(budget.burst >= 1.0 + fraction)
+    assert sum(_drive(budget, [True] * n)) == math.floor(fraction * n + 1e-6)
+
+
+def test_the_bucket_is_at_least_one_token_and_a_new_fraction_keeps_the_savings() -> None:
+    budget = FractionBudget(fraction=0.001, window=100)  # 0.02 tokens of burst: one token
+    assert budget.burst == 1.0
+    budget = FractionBudget(fraction=0.1, window=100, burst=5.0)
+    for _ in range(60):  # 6 tokens offered, the bucket holds 5
+        budget.record(False)
+    budget.set_fraction(0.05)
+    assert budget.burst == 5.0
+    asked = _drive(budget, [True] * 5)
+    assert asked == [True] * 5  # the savings, and this event's share tops up the last one
+    with pytest.raises(ValueError, match="budget fraction"):
+        budget.set_fraction(0.0)
+    with pytest.raises(ValueError, match="budget window"):
+        FractionBudget(0.1, window=0)
