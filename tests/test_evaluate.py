@@ -263,9 +263,10 @@ def test_reviewer_capacity_runs_on_stream_time(
         tmp_path, *common, "--labels-per-hour", "2", "--time-column", "timestamp", capsys=capsys
     )
     assert on_stream["labels_requested"] > 0.8 * 0.05 * N
-    # Without event times the wall clock counts: the run takes seconds, so a bucket of one.
-    on_wall = evaluate(tmp_path, *common, "--labels-per-hour", "2", capsys=capsys)
-    assert on_wall["labels_requested"] <= 2
+    # Without event times the bucket would refill on the wall clock of a run that replays
+    # 3,000 hours in seconds (one label in all): refused, with what to pass.
+    err = fails([*common, "--labels-per-hour", "2"], capsys)
+    assert "--labels-per-hour" in err and "--time-column" in err
 
 
 def test_river_phishing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -316,6 +317,10 @@ def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         (["--target", "category"], "cannot tell the positive class of 'category'.*--positive"),
         (["--target", "fraud", "--positive", "yes"], "--positive 'yes' never occurs"),
         (["--target", "fraud", "--label-delay", "7d"], "needs --time-column"),
+        (
+            ["--target", "fraud", "--labels-per-hour", "10"],
+            "capacity in stream time.*--time-column",
+        ),
         (["--target", "fraud", "--time-column", "when"], "--time-column: no column 'when'"),
         (["--target", "fraud", "--drop", "nope"], "--drop: no column 'nope'"),
         (["--target", "fraud", "--measure", "vote_entropy"], "committee|ensemble|vote"),
