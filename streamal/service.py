@@ -62,7 +62,7 @@ from streamal.core.messages import (
 )
 from streamal.core.model import OnlineModel, make_model, takes_weights
 from streamal.core.pending import PendingStore
-from streamal.core.policy import build_gate
+from streamal.core.policy import MODEL_MEASURES, build_gate
 
 __all__ = ["GATE_SETTINGS", "Service", "build_learner", "gate_from_settings", "gate_settings"]
 
@@ -105,6 +105,12 @@ def build_learner(
     )
     river_model: Any = make_model(settings.model, len(classes), settings.seed)
     if settings.label_policy == "split":
+        if settings.measure in MODEL_MEASURES:
+            raise ValueError(
+                f"measure {settings.measure} reads one model's members or weights, and label "
+                "policy split keeps one model per label source: use label policy pooled, or "
+                "another measure"
+            )
         river_model = SourceSplit(partial(make_model, settings.model, len(classes), settings.seed))
     source_weights = parse_weights(settings.source_weights)
     weighted = settings.class_balance > 0 or any(w != 1.0 for w in source_weights.values())

@@ -60,7 +60,7 @@ from streamal.core.strategies import (
     VariableThreshold,
 )
 
-__all__ = ["MEASURE_NAMES", "STRATEGIES", "build_gate", "make_scorer"]
+__all__ = ["MEASURE_NAMES", "MODEL_MEASURES", "STRATEGIES", "build_gate", "make_scorer"]
 
 STRATEGIES = (
     "random",
@@ -77,6 +77,9 @@ BALANCED = ("balanced", "fraud")
 #: The selective lanes' slack, as a share of a window's budget, for the balanced strategies:
 #: the most that a cap of 1.25 B per window leaves (the other strategies keep 0.1).
 BALANCED_SLACK = 0.25
+#: Measures that read the model itself (an ensemble's members, a linear model's inputs), not
+#: only its probabilities: they need one model of the right kind.
+MODEL_MEASURES = ("vote_entropy", "kl_divergence", "gradient")
 MEASURE_NAMES = (*MEASURES, "vote_entropy", "kl_divergence", "density", "gradient", "pal", "auto")
 
 
