@@ -504,11 +504,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     delay: LabelDelay = args.label_delay or LabelDelay("0")
     if delay.seconds is not None and args.time_column is None:
         return _error(f"--label-delay {delay.text} is stream time: it needs --time-column")
+    # Without event times these would run on the wall clock of a run that replays hours of
+    # traffic in seconds: 10 labels an hour bought 1 label on Phishing, and a month of alerts
+    # was one day's k cards.
     if settings.labels_per_hour and args.time_column is None:
-        # Without event times the bucket would refill on the wall clock of a run that replays
-        # hours of traffic in seconds: a capacity of 10 an hour bought 1 label on Phishing.
         return _error(
             "--labels-per-hour is reviewer capacity in stream time: it needs --time-column"
+        )
+    if settings.alert_cards_per_day and args.time_column is None:
+        return _error(
+            "--alert-cards-per-day counts cards per day of event time: it needs --time-column"
         )
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         return _error("--plot needs matplotlib: pip install matplotlib (or 'streamal[demo]')")

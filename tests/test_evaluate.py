@@ -321,6 +321,10 @@ def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             ["--target", "fraud", "--labels-per-hour", "10"],
             "capacity in stream time.*--time-column",
         ),
+        (
+            ["--target", "fraud", "--alert-cards-per-day", "5", "--card-field", "card"],
+            "per day of event time.*--time-column",
+        ),
         (["--target", "fraud", "--time-column", "when"], "--time-column: no column 'when'"),
         (["--target", "fraud", "--drop", "nope"], "--drop: no column 'nope'"),
         (["--target", "fraud", "--measure", "vote_entropy"], "committee|ensemble|vote"),
