@@ -254,7 +254,7 @@ class Reviewer(threading.Thread):
         bootstrap: str,
         reviews: str,
         labels: str,
-        truth: Mapping[str, bool],
+        truth: Mapping[str, bool] | Mapping[str, str],
         source: str = "reviewer",
         already: Iterable[str] = (),
     ) -> None:
