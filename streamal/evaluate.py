@@ -33,7 +33,7 @@ from streamal.adapters.plot import pyplot, two_panels
 from streamal.adapters.sources import Pair, Source, SourceError, open_source
 from streamal.argtypes import fraction, positive_int
 from streamal.config import Settings
-from streamal.core.evaluator import Report, StreamClock, prequential
+from streamal.core.evaluator import Report, StreamClock, Window, prequential
 from streamal.core.learner import ActiveLearner
 from streamal.core.messages import ClassSet, InvalidMessage
 from streamal.presets import PRESETS, CardReport
@@ -139,7 +139,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--window",
         type=positive_int,
-        help="Events per window of the learning curve [--budget-window].",
+        help="Events per window of the learning curve [--budget-window; on a stream shorter "
+        "than ten of them, about a tenth of the stream].",
     )
     group.add_argument(
         "--fraud-rate",
@@ -470,6 +471,46 @@ def plot_document(path: Path, doc: dict[str, Any]) -> None:
         spend.legend(loc="upper left", fontsize="small")
 
 
+#: Learning-curve points a short stream still gets when ``--window`` is not given.
+CURVE_POINTS = 10
+
+
+def recorded_window(budget_window: int) -> int:
+    """Events per window the run records when ``--window`` is not given: a twentieth of the
+    budget window where that divides it, so the curve can be drawn at a multiple of it."""
+    return budget_window // 20 if budget_window >= 20 and budget_window % 20 == 0 else budget_window
+
+
+def curve_window(budget_window: int, recorded: int, events: int) -> int:
+    """Events per window of the learning curve: the budget window's; on a stream shorter than
+    ``CURVE_POINTS`` budget windows, the smallest multiple of ``recorded`` that gives at most
+    that many points, so that a short stream (River's Phishing: 1,250 events) draws a curve,
+    not two points.
+
+    >>> curve_window(1000, 50, 20_000), curve_window(1000, 50, 1250), curve_window(1000, 50, 40)
+    (1000, 150, 50)
+    """
+    if events >= CURVE_POINTS * budget_window:
+        return budget_window
+    return recorded * max(1, math.ceil(events / (CURVE_POINTS * recorded)))
+
+
+def coarsen(windows: list[Window], group: int) -> list[Window]:
+    """Each ``group`` consecutive windows merged into one.
+
+    >>> fine = [Window(start=50 * i, events=50, correct=40) for i in range(25)]
+    >>> [w.events for w in coarsen(fine, 3)]
+    [150, 150, 150, 150, 150, 150, 150, 150, 50]
+    """
+    merged = []
+    for i in range(0, len(windows), group):
+        window = Window(start=windows[i].start)
+        for w in windows[i : i + group]:
+            window.add(w)
+        merged.append(window)
+    return merged
+
+
 def _error(message: str) -> int:
     print(f"streamal evaluate: error: {message}", file=sys.stderr)
     return 2
@@ -525,7 +566,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 return _error(f"cannot write {out}: {exc}")
     if args.time_column is not None:
         settings = settings.model_copy(update={"time_field": args.time_column})
-    window = args.window or settings.budget_window
     console = Console()
     try:
         source = open_source(
@@ -540,6 +580,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     except SourceError as exc:
         return _error(str(exc))
+    window = args.window or recorded_window(settings.budget_window)
     if args.chargeback_delay is not None and args.chargeback_delay.seconds is None:
         return _error("--chargeback-delay is stream time (e.g. 7d)")
     if args.chargeback_delay is not None and "terminal_delay_days" not in settings.model_fields_set:
@@ -586,6 +627,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted")
         return 130
+    if args.window is None:
+        recorded = window
+        window = curve_window(settings.budget_window, recorded, report.events)
+        report.windows = coarsen(report.windows, window // recorded)
     doc = report_document(report, source, settings, delay, window)
     if card_report is not None:
         doc["fraud"] = card_report.document()

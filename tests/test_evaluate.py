@@ -273,6 +273,10 @@ def test_river_phishing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     doc = evaluate(tmp_path, "--data", "river:Phishing", "--budget", "0.1", capsys=capsys)
     assert doc["events"] == 1250
     assert doc["config"]["positive"] == "true" and doc["config"]["target"] is None
+    # A short stream still draws a curve: nine windows of 150 events, not two of 1,000.
+    assert doc["config"]["window"] == 150
+    assert [w["events"] for w in doc["windows"]] == [150] * 8 + [50]
+    assert sum(w["requested"] for w in doc["windows"]) == doc["labels_requested"]
     assert 0.9 * 0.1 <= doc["spend_ratio"] <= 1.05 * 0.1  # the acceptance's bounds
     assert doc["accuracy"] > 0.6
 
