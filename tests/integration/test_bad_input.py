@@ -248,3 +248,59 @@ def test_bad_transactions_and_labels(
     assert metric_sum(registry, "streamal_events_total", outcome="invalid") == len(BAD_TRANSACTIONS)
     assert metric_sum(registry, "streamal_dead_letters_total") == len(expected)
     assert service.alive()
+
+
+class Exploding:
+    """The service's River model, failing on a marked event: a fault deep in scoring or
+    learning (a model bug, a numeric error) that no validation can catch beforehand."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def predict_proba_one(self, x: dict[str, float]) -> Any:
+        if x.get("explode") == 1.0:
+            raise FloatingPointError("scoring blew up")
+        return self.inner.predict_proba_one(x)
+
+    def learn_one(self, x: dict[str, float], y: Any, **kw: Any) -> None:
+        if x.get("explode") == 2.0:
+            raise FloatingPointError("learning blew up")
+        self.inner.learn_one(x, y, **kw)
+
+
+def test_a_fault_while_scoring_or_learning_is_dead_lettered_and_the_stream_goes_on(
+    service: Service, producer: KafkaProducer, kafka_bootstrap: str, topics: Any
+) -> None:
+    registry = service.metrics.registry
+    service.learner.model.model = Exploding(service.learner.model.model)
+
+    # Scoring: the faulty event is dead-lettered as processing_error, its neighbours scored.
+    _send(producer, topics.transactions, _good(1))
+    boom = json.dumps({"event_id": "boom", "amount": 1.0, "explode": 1}).encode()
+    boom_offset = _send(producer, topics.transactions, boom)
+    _send(producer, topics.transactions, _good(2))
+    with TopicReader(kafka_bootstrap, topics.scores) as reader:
+        scores = reader.read_json(lambda seen: len(seen) >= 2, timeout=30)
+    assert sorted(s["event_id"] for s in scores) == ["good-1", "good-2"]
+
+    # Learning: a label whose carried event breaks the model is dead-lettered; the next one
+    # is learned.
+    def learned() -> float:
+        return metric_sum(registry, "streamal_labels_total", outcome="learned")
+
+    carried = {"event_id": "bad-learn", "amount": 2.0, "explode": 2}
+    bad_offset = _send(producer, topics.labels, _label("bad-learn", True, event=carried))
+    fine = {"event_id": "fine", "amount": 3.0}
+    _send(producer, topics.labels, _label("fine", True, event=fine))
+    wait_until(lambda: learned() == 1, timeout=10, what="the label after the fault learned")
+
+    with TopicReader(kafka_bootstrap, topics.dead_letter) as reader:
+        letters = reader.read_json(lambda seen: len(seen) >= 2, timeout=10)
+    found = {(d["source_topic"], d["source_offset"]): d for d in letters}
+    assert found[(topics.transactions, boom_offset)]["reason"] == "processing_error"
+    assert found[(topics.labels, bad_offset)]["reason"] == "processing_error"
+    assert "FloatingPointError" in found[(topics.labels, bad_offset)]["error"]
+    assert metric_sum(registry, "streamal_events_total", outcome="invalid") == 1
+    assert metric_sum(registry, "streamal_labels_total", outcome="invalid") == 1
+    assert metric_sum(registry, "streamal_dead_letters_total", reason="processing_error") == 2
+    assert service.alive()
