@@ -298,6 +298,7 @@ def report_document(
         "random_share": settings.random_share,
         "exploit_share": settings.exploit_share,
         "labels_per_hour": settings.labels_per_hour,
+        "pending_ttl_seconds": settings.pending_ttl_seconds,
         "class_balance": settings.class_balance,
         "label_delay": label_delay.text,
         "label_delay_events": None if label_delay.seconds is not None else label_delay.events,
@@ -348,6 +349,14 @@ def summary_table(doc: dict[str, Any]) -> Table:
         _pct(doc["max_window_spend_ratio"], 2),
         f"over any {doc['spend_window']:,} consecutive events",
     )
+    if doc["labels_expired"]:
+        table.add_row(
+            "[yellow]labels expired",
+            f"[yellow]{doc['labels_expired']:,}",
+            "[yellow]requests older than the pending time-to-live "
+            f"({c['pending_ttl_seconds'] / 86400:g} days) when their label came: not learned, "
+            "as in the service; raise --pending-ttl-seconds above the label delay",
+        )
     learned = doc["positives_learned"]
     table.add_row(
         "positives labelled",

@@ -22,6 +22,7 @@ TOP_KEYS = {
     "events",
     "labels_requested",
     "labels_learned",
+    "labels_expired",
     "positives_learned",
     "spend_ratio",
     "max_window_spend_ratio",
@@ -54,6 +55,7 @@ CONFIG_KEYS = {
     "random_share",
     "exploit_share",
     "labels_per_hour",
+    "pending_ttl_seconds",
     "class_balance",
     "label_delay",
     "label_delay_events",
@@ -166,6 +168,7 @@ def test_json_has_every_field_and_adds_up(
         "random_share": None,
         "exploit_share": None,
         "labels_per_hour": None,
+        "pending_ttl_seconds": 7 * 24 * 3600.0,
         "class_balance": 0.0,
         "label_delay": "0",
         "label_delay_events": 0,
@@ -267,6 +270,26 @@ def test_reviewer_capacity_runs_on_stream_time(
     # 3,000 hours in seconds (one label in all): refused, with what to pass.
     err = fails([*common, "--labels-per-hour", "2"], capsys)
     assert "--labels-per-hour" in err and "--time-column" in err
+
+
+def test_labels_later_than_the_pending_time_to_live_expire_as_in_the_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hourly = write_csv(tmp_path / "hourly.csv", transactions(hourly=True))
+    common = ["--data", str(hourly), "--target", "fraud", "--drop", "leak", "--budget", "0.05"]
+    timed = [*common, "--time-column", "timestamp", "--label-delay", "8d"]
+    # Reviewers answer after 8 days, the open requests live 7: every label is an orphan.
+    assert cli.main(["evaluate", *timed, "--json", str(tmp_path / "late.json")]) == 0
+    assert "labels expired" in capsys.readouterr().out  # the summary says so, and what to do
+    late = json.loads((tmp_path / "late.json").read_text())
+    assert late["labels_expired"] == late["labels_requested"] > 0
+    assert late["labels_learned"] == 0
+    # Requests that live 9 days get their labels.
+    kept = evaluate(tmp_path, *timed, "--pending-ttl-seconds", str(9 * 86400), capsys=capsys)
+    assert kept["labels_expired"] == 0
+    assert kept["labels_learned"] == kept["labels_requested"]
+    assert kept["config"]["pending_ttl_seconds"] == 9 * 86400
+    assert kept["accuracy"] > late["accuracy"]
 
 
 def test_river_phishing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

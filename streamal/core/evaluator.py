@@ -113,6 +113,9 @@ class Report:
     #: saw. Set against ``total.positives`` it measures the gate itself (how many of a rare
     #: class it got into the training set); F1 also measures what the model made of them.
     positives_learned: int = 0
+    #: Open requests the pending store expired (its time-to-live, on stream time) before
+    #: their label came: in the service those labels are orphans, so here they are not learned.
+    labels_expired: int = 0
     average_precision: float = math.nan
     kappa: float = math.nan
 
@@ -136,6 +139,7 @@ class Report:
             "labels_requested": self.requested,
             "positives": t.positives,
             "labels_learned": self.labels_learned,
+            "labels_expired": self.labels_expired,
             "positives_learned": self.positives_learned,
             "spend_ratio": self.requested / self.events if self.events else 0.0,
             "max_window_spend_ratio": self.max_window_spend,
@@ -254,6 +258,9 @@ def prequential(
             now = float(raw_time) if isinstance(raw_time, int | float) else None
             if clock is not None and now is not None:
                 clock.now = now
+                # The service's housekeeping, on stream time: requests older than the pending
+                # store's time-to-live expire, and a label that comes later is an orphan.
+                report.labels_expired += learner.pending.expire(now)
         while due_events and due_events[0][0] <= i:
             _, label, lane, right_then = due_events.popleft()
             deliver(label, lane, right_then)
@@ -305,7 +312,9 @@ def prequential(
         report.events += 1
     for _, label, lane, right_then in due_events:
         deliver(label, lane, right_then)
-    for _, _, label, lane, right_then in sorted(due_times, key=lambda d: (d[0], d[1])):
+    for due, _, label, lane, right_then in sorted(due_times, key=lambda d: (d[0], d[1])):
+        if clock is not None:
+            report.labels_expired += learner.pending.expire(due)
         deliver(label, lane, right_then)
     if current.events:
         report.windows.append(current)
