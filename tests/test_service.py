@@ -1,10 +1,15 @@
-"""The service's set-up without a broker: what it tells the operator about its settings."""
+"""The service without a broker: what it tells the operator about its settings, and what its
+housekeeping counts."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from prometheus_client import generate_latest
 
 from streamal.config import Settings
+from streamal.core.pending import PendingItem
 from streamal.service import Service
 
 
@@ -29,3 +34,31 @@ def test_a_measure_that_reads_one_model_is_refused_with_one_model_per_source(
     Service(Settings(model=model, measure=measure))  # one model: fine
     with pytest.raises(ValueError, match="label policy split keeps one model per label source"):
         Service(Settings(model=model, measure=measure, label_policy="split"))
+
+
+def test_requests_dropped_by_size_or_age_are_counted() -> None:
+    """The pending store expires requests older than pending_ttl_seconds and evicts the oldest
+    beyond pending_max_items: either way their labels will be orphans, so both count."""
+    service = Service(Settings(pending_max_items=3, pending_ttl_seconds=60))
+    pending = service.learner.pending
+    now = time.time()
+
+    def request(event_id: str, age: float) -> None:
+        pending.add(PendingItem(event_id, {}, {}, False, "uncertainty", 1.0, 0, now - age))
+
+    def dropped() -> float:
+        text = generate_latest(service.metrics.registry).decode()
+        (line,) = [x for x in text.splitlines() if x.startswith("streamal_pending_expired_total")]
+        return float(line.split()[-1])
+
+    for event_id, age in (("a0", 3600), ("a1", 3000), ("a2", 0)):
+        request(event_id, age)
+    service._housekeeping()
+    assert dropped() == 2  # a0 and a1, by age
+    for i in range(4):
+        request(f"b{i}", 0)
+    service._housekeeping()
+    assert dropped() == 4  # a2 and b0, by size
+    assert len(pending) == 3
+    service._housekeeping()
+    assert dropped() == 4  # each counted once
