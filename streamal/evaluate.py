@@ -353,9 +353,9 @@ def summary_table(doc: dict[str, Any]) -> Table:
         table.add_row(
             "[yellow]labels expired",
             f"[yellow]{doc['labels_expired']:,}",
-            "[yellow]requests older than the pending time-to-live "
-            f"({c['pending_ttl_seconds'] / 86400:g} days) when their label came: not learned, "
-            "as in the service; raise --pending-ttl-seconds above the label delay",
+            "[yellow]requests dropped before their label came, older than the pending "
+            f"time-to-live ({c['pending_ttl_seconds'] / 86400:g} days) or beyond "
+            "--pending-max-items: not learned, as in the service; raise the one that binds",
         )
     learned = doc["positives_learned"]
     table.add_row(

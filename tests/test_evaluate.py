@@ -290,6 +290,17 @@ def test_labels_later_than_the_pending_time_to_live_expire_as_in_the_service(
     assert kept["labels_learned"] == kept["labels_requested"]
     assert kept["config"]["pending_ttl_seconds"] == 9 * 86400
     assert kept["accuracy"] > late["accuracy"]
+    # A queue of 3 open requests with labels 8 days late: most are dropped by size first.
+    small = evaluate(
+        tmp_path,
+        *timed,
+        "--pending-ttl-seconds",
+        str(9 * 86400),
+        "--pending-max-items",
+        "3",
+        capsys=capsys,
+    )
+    assert small["labels_expired"] == small["labels_requested"] - small["labels_learned"] > 0
 
 
 def test_river_phishing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

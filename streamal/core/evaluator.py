@@ -113,8 +113,9 @@ class Report:
     #: saw. Set against ``total.positives`` it measures the gate itself (how many of a rare
     #: class it got into the training set); F1 also measures what the model made of them.
     positives_learned: int = 0
-    #: Open requests the pending store expired (its time-to-live, on stream time) before
-    #: their label came: in the service those labels are orphans, so here they are not learned.
+    #: Open requests the pending store dropped before their label came, by age (its
+    #: time-to-live, on stream time) or by size (``pending_max_items``): in the service those
+    #: labels are orphans, so here they are not learned.
     labels_expired: int = 0
     average_precision: float = math.nan
     kappa: float = math.nan
@@ -236,6 +237,7 @@ def prequential(
     scores = array("d")
     truths = bytearray()
     by_time = label_delay_seconds is not None or chargeback_delay_seconds is not None
+    evicted_before = learner.pending.evicted
     started = time.perf_counter()
 
     def deliver(label: Label, lane: str, predicted_right: bool) -> None:
@@ -316,6 +318,7 @@ def prequential(
         if clock is not None:
             report.labels_expired += learner.pending.expire(due)
         deliver(label, lane, right_then)
+    report.labels_expired += learner.pending.evicted - evicted_before
     if current.events:
         report.windows.append(current)
     for w in report.windows:
