@@ -199,7 +199,7 @@ class Service:
         self.settings = settings
         self.classes = ClassSet(settings.classes or None)
         self.learner = build_learner(settings, self.classes)
-        self._evicted_seen = 0  # the pending store's evictions already counted
+        self._dropped_seen = 0  # the pending store's drops already counted
         if settings.budget * settings.budget_window < MIN_WINDOW_LABELS:
             # With a few labels per window the buckets hold one token, and tokens the lanes
             # could not use in time are lost (measured: 0.92 B at 1-4 labels per window).
@@ -550,7 +550,7 @@ class Service:
             saved.power = fresh.class_balance.power
         learner.class_balance = saved or fresh.class_balance
         self.learner = learner
-        self._evicted_seen = learner.pending.evicted  # counted by the replica that saved it
+        self._dropped_seen = learner.pending.dropped  # counted by the replica that saved it
         recorded = state.get("gate_settings")
         wanted_gate = gate_settings(self.settings)
         if recorded != wanted_gate or state.get("format") != CHECKPOINT_FORMAT:
@@ -619,11 +619,10 @@ class Service:
 
     def _housekeeping(self) -> None:
         pending = self.learner.pending
-        dropped = pending.expire(time.time())
-        # Requests evicted by size (pending_max_items, oldest first) since the last look: the
-        # same loss as expiry (their labels will be orphans), from another cause.
-        dropped += pending.evicted - self._evicted_seen
-        self._evicted_seen = pending.evicted
+        pending.expire(time.time())
+        # Dropped by age just now, or by size (pending_max_items) since the last look.
+        dropped = pending.dropped - self._dropped_seen
+        self._dropped_seen = pending.dropped
         if dropped:
             self.metrics.pending_expired.inc(dropped)
         self.metrics.backlog.set(len(pending))

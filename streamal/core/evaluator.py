@@ -237,7 +237,7 @@ def prequential(
     scores = array("d")
     truths = bytearray()
     by_time = label_delay_seconds is not None or chargeback_delay_seconds is not None
-    evicted_before = learner.pending.evicted
+    dropped_before = learner.pending.dropped
     started = time.perf_counter()
 
     def deliver(label: Label, lane: str, predicted_right: bool) -> None:
@@ -262,7 +262,7 @@ def prequential(
                 clock.now = now
                 # The service's housekeeping, on stream time: requests older than the pending
                 # store's time-to-live expire, and a label that comes later is an orphan.
-                report.labels_expired += learner.pending.expire(now)
+                learner.pending.expire(now)
         while due_events and due_events[0][0] <= i:
             _, label, lane, right_then = due_events.popleft()
             deliver(label, lane, right_then)
@@ -316,9 +316,9 @@ def prequential(
         deliver(label, lane, right_then)
     for due, _, label, lane, right_then in sorted(due_times, key=lambda d: (d[0], d[1])):
         if clock is not None:
-            report.labels_expired += learner.pending.expire(due)
+            learner.pending.expire(due)
         deliver(label, lane, right_then)
-    report.labels_expired += learner.pending.evicted - evicted_before
+    report.labels_expired = learner.pending.dropped - dropped_before
     if current.events:
         report.windows.append(current)
     for w in report.windows:

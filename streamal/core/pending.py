@@ -123,6 +123,12 @@ class PendingStore:
             self.expired += dropped
         return dropped
 
+    @property
+    def dropped(self) -> int:
+        """Requests dropped before their label came, by age or by size (their labels will be
+        orphans): what the service's ``streamal_pending_expired_total`` counts."""
+        return self.expired + self.evicted
+
     def snapshot(self, limit: int | None = None) -> list[PendingItem]:
         """The open requests, oldest first (a copy, safe to read while loops run)."""
         with self._lock:
