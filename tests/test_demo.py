@@ -13,7 +13,8 @@ from streamal.cli import main
 from streamal.config import Settings
 from streamal.core.evaluator import StreamClock, prequential
 from streamal.core.messages import ClassSet
-from streamal.demo import CARD, OfflineCards, Options, demo_settings, stream_info
+from streamal.demo.cards import OfflineCards
+from streamal.demo.options import CARD, Options, demo_settings, stream_info
 from streamal.presets import CardReport
 from streamal.service import build_learner
 
