@@ -549,6 +549,17 @@ class Service:
         if saved is not None:
             saved.power = fresh.class_balance.power
         learner.class_balance = saved or fresh.class_balance
+        # So do how events are read (id, time and feature fields) and how long and how many
+        # requests stay open; the open requests themselves are kept. Card features keep their
+        # rolling state while their settings are unchanged, and start afresh otherwise.
+        learner.schema = fresh.schema
+        learner.pending.max_items = fresh.pending.max_items
+        learner.pending.ttl_seconds = fresh.pending.ttl_seconds
+        learner.card_field = fresh.card_field
+        spec = None if fresh.features is None else fresh.features.spec
+        if (None if learner.features is None else learner.features.spec) != spec:
+            log.info("card features rebuilt from the settings (their settings changed)")
+            learner.features = fresh.features
         self.learner = learner
         self._dropped_seen = learner.pending.dropped  # counted by the replica that saved it
         recorded = state.get("gate_settings")

@@ -212,3 +212,60 @@ def test_a_checkpoint_from_before_class_counts_starts_counting(tmp_path: Path) -
     restored._restore()
     assert restored.learner.class_balance.power == 0.5
     assert restored.learner.class_balance.counts == {}
+
+
+def test_reading_and_queue_settings_come_from_the_settings_not_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """How transactions are read (id, time, feature fields) and how long requests stay open are
+    settings: a restart with new values must use them, as it does for the gate. Before, the
+    restored learner kept the checkpoint's, so a changed STREAMAL_ID_FIELD dead-lettered every
+    transaction as missing_id and a changed pending_ttl_seconds was ignored."""
+    service = _scored(Service(_settings(tmp_path, pending_max_items=50, pending_ttl_seconds=60)))
+    open_before = len(service.learner.pending)
+    assert service.checkpoint()
+    restored = Service(
+        _settings(
+            tmp_path,
+            pending_max_items=5000,
+            pending_ttl_seconds=3600,
+            id_field="txn_id",
+            time_field="ts",
+            exclude=["note"],
+        )
+    )
+    from_settings = restored.learner.schema
+    restored._restore()
+    learner = restored.learner
+    assert learner.model.n_learned == service.learner.model.n_learned  # the state is kept
+    assert len(learner.pending) == open_before > 0
+    assert (learner.pending.max_items, learner.pending.ttl_seconds) == (5000, 3600)
+    assert learner.schema == from_settings
+    txn = decode_transaction(encode({"txn_id": "t1", "ts": 1.0, "amount": 3.0}), learner.schema)
+    assert txn.event_id == "t1"
+
+
+def test_card_features_follow_the_settings_and_keep_their_state_when_unchanged(
+    tmp_path: Path,
+) -> None:
+    """Turning card features on (or off, or changing their windows) at a restart takes effect;
+    with the same feature settings the rolling windows' state is kept."""
+    assert Service(_settings(tmp_path)).checkpoint()  # saved without card features
+    on = Service(_settings(tmp_path, card_field="card"))
+    on._restore()
+    assert on.learner.features is not None and on.learner.card_field == "card"
+    assert on.learner.features.spec.card_field == "card"
+    on.learner.score(
+        decode_transaction(
+            encode({"event_id": "e1", "card": "c1", "terminal_id": "t", "amount": 5.0}),
+            on.learner.schema,
+        )
+    )
+    assert on.checkpoint()
+    same = Service(_settings(tmp_path, card_field="card"))
+    same._restore()
+    assert same.learner.features is not None
+    assert pickle.dumps(same.learner.features) == pickle.dumps(on.learner.features)
+    off = Service(_settings(tmp_path))
+    off._restore()
+    assert off.learner.features is None and off.learner.card_field is None
