@@ -56,6 +56,7 @@ from streamal.core.messages import (
     decode_review,
     decode_transaction,
     encode,
+    extract_features,
     review_message,
     score_message,
     to_iso,
@@ -325,8 +326,9 @@ class Service:
     def submit_label(self, body: Mapping[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Validate a label and write it to the labels topic; returns once the broker acked it.
 
-        Raises :class:`InvalidMessage` for a bad label (nothing is written) and ``KafkaError``
-        when the broker does not acknowledge in time.
+        Raises :class:`InvalidMessage` for a bad label, or one carrying an event whose features
+        do not decode (nothing is written), and ``KafkaError`` when the broker does not
+        acknowledge in time.
         """
         label = decode_label(body, self.classes, self.settings.max_message_bytes)
         message = {
@@ -341,6 +343,10 @@ class Service:
         payload = encode(message)
         if len(payload) > self.settings.max_message_bytes:
             raise InvalidMessage("oversize", "label with its event exceeds the message size limit")
+        if label.event is not None:
+            # Learning reads the carried event's features: one that does not decode would be
+            # accepted here and then dead-lettered by every replica, so refuse it now.
+            extract_features(label.event, self.learner.schema)
         meta = self.producer.send(
             self.settings.topic_labels, key=label.event_id.encode(), value=payload
         ).get(timeout=timeout)

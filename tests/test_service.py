@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from streamal.config import Settings
+from streamal.core.messages import InvalidMessage
 from streamal.core.pending import PendingItem
 from streamal.service import Service
 
@@ -62,3 +63,24 @@ def test_requests_dropped_by_size_or_age_are_counted() -> None:
     assert len(pending) == 3
     service._housekeeping()
     assert dropped() == 4  # each counted once
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"event_id": "x", "amount": [1, 2]}, "bad_type"),
+        ({"event_id": "x", "amount": float("inf")}, "bad_value"),
+        ({"event_id": "x", "merchant": "m" * 300}, "bad_value"),
+    ],
+)
+def test_an_api_label_whose_event_cannot_be_learned_is_refused_before_it_is_written(
+    event: dict[str, object], reason: str
+) -> None:
+    """The API answers 202 only for a label every replica will learn; one carrying an event
+    whose features do not decode would be dead-lettered by each replica instead, so it is
+    refused (400) before anything is written. No broker here: nothing may be produced."""
+    service = Service(Settings(bootstrap_servers="127.0.0.1:1"))
+    with pytest.raises(InvalidMessage) as refused:
+        service.submit_label({"event_id": "x", "label": True, "event": event}, timeout=0.1)
+    assert refused.value.reason == reason
+    assert service._producer is None
