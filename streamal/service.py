@@ -526,14 +526,20 @@ class Service:
         store, key = self._store, self._key
         if store is None or key is None:
             return
-        blob = store.read()
+        if self.settings.reset_state:  # not even read: an unreadable one is ignored too
+            log.warning(
+                "--reset-state: ignoring any checkpoint in %s", self.settings.checkpoint_dir
+            )
+            return
+        try:
+            blob = store.read()
+        except OSError as exc:
+            raise checkpoint.CheckpointError(
+                f"checkpoint in {store!r} cannot be read ({exc}); fix the volume, or start "
+                "with --reset-state to discard it"
+            ) from exc
         if blob is None:
             log.info("no checkpoint in %s: starting fresh", self.settings.checkpoint_dir)
-            return
-        if self.settings.reset_state:
-            log.warning(
-                "--reset-state: ignoring the checkpoint in %s", self.settings.checkpoint_dir
-            )
             return
         state = checkpoint.loads(blob, key)
         learner = state.get("learner") if isinstance(state, dict) else None

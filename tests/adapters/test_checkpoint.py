@@ -269,3 +269,18 @@ def test_card_features_follow_the_settings_and_keep_their_state_when_unchanged(
     off = Service(_settings(tmp_path))
     off._restore()
     assert off.learner.features is None and off.learner.card_field is None
+
+
+def test_an_unreadable_checkpoint_is_refused_clearly_and_reset_state_ignores_it(
+    tmp_path: Path,
+) -> None:
+    """--reset-state ignores an existing "(or unreadable)" checkpoint: it must not read the file
+    at all. Without it, a checkpoint that cannot be read is refused as a CheckpointError that
+    names the file, like one that does not verify. (A directory in the checkpoint's place stands
+    in for any read error: as root, file modes do not stop a read.)"""
+    (tmp_path / DirectoryStore.name).mkdir()
+    with pytest.raises(CheckpointError, match="cannot be read.*checkpoint.bin.*--reset-state"):
+        Service(_settings(tmp_path))._restore()
+    fresh = Service(_settings(tmp_path, reset_state=True))
+    fresh._restore()  # starts fresh instead of failing on the read
+    assert fresh.learner.model.n_learned == 0
