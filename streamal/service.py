@@ -456,7 +456,7 @@ class Service:
                 label = decode_label(record.value, self.classes, self.settings.max_message_bytes)
             except InvalidMessage as exc:
                 self.metrics.count_label("other", "invalid")
-                self._dead_letter(record, exc.reason, exc.detail, "labels")
+                self._delivered(self._dead_letter(record, exc.reason, exc.detail, "labels"))
             else:
                 if self._must_wait(consumer, label, reviews):
                     return
@@ -465,6 +465,23 @@ class Service:
             waiting.popleft()
             self._advance(record)
             self._labels_since_checkpoint += 1
+
+    def _delivered(self, future: Any) -> None:
+        """Wait until a label's dead letter is acknowledged, before the loop moves past the label.
+
+        A failed one raises: the labels loop restarts at that label and writes it again, so a
+        bad label is never passed (nor checkpointed past) without its dead letter. Waiting stays
+        alive for /livez, as the events loop's flush does.
+        """
+        while not future.is_done:
+            try:
+                future.get(timeout=1.0)
+            except KafkaTimeoutError:
+                self.heartbeat["labels"] = time.monotonic()
+                if self._stop.is_set():
+                    raise
+        if future.failed():
+            raise future.exception
 
     def _must_wait(self, consumer: Any, label: Label, reviews: list[TopicPartition]) -> bool:
         """Hold a label whose request may still be on its way through the reviews topic."""
@@ -493,7 +510,7 @@ class Service:
             result = self.learner.learn(label)
         except InvalidMessage as exc:  # a carried event that does not decode
             m.count_label(label.source, "invalid")
-            self._dead_letter(record, exc.reason, exc.detail, "labels")
+            self._delivered(self._dead_letter(record, exc.reason, exc.detail, "labels"))
             return
         except Exception as exc:  # noqa: BLE001 - else this label would stall every replica
             log.warning(
@@ -503,7 +520,9 @@ class Service:
                 type(exc).__name__,
             )
             m.count_label(label.source, "invalid")
-            self._dead_letter(record, "processing_error", type(exc).__name__, "labels")
+            self._delivered(
+                self._dead_letter(record, "processing_error", type(exc).__name__, "labels")
+            )
             return
         m.count_label(label.source, result.outcome)
         if result.outcome != "learned":

@@ -4,8 +4,12 @@ housekeeping counts."""
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import pytest
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import TopicAuthorizationFailedError
+from kafka.future import Future
 from prometheus_client import generate_latest
 
 from streamal.config import Settings
@@ -84,3 +88,44 @@ def test_an_api_label_whose_event_cannot_be_learned_is_refused_before_it_is_writ
         service.submit_label({"event_id": "x", "label": True, "event": event}, timeout=0.1)
     assert refused.value.reason == reason
     assert service._producer is None
+
+
+class _RefusingProducer:
+    """A producer whose every record fails, as when the dead-letter topic refuses writes (an ACL
+    missing, say): what the labels loop does then, without a broker."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, topic: str, key: bytes, value: bytes) -> Future:
+        self.sent.append(topic)
+        future = Future()
+        future.failure(TopicAuthorizationFailedError(topic))
+        return future
+
+
+def _label_record(offset: int, value: bytes) -> ConsumerRecord:
+    return ConsumerRecord("labels", 0, -1, offset, 0, 0, None, value, [], None, -1, len(value), -1)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"label: yes",  # does not decode
+        b'{"event_id": "c1", "label": true, "event": {"amount": [1, 2]}}',  # fails to learn
+    ],
+)
+def test_a_label_is_passed_only_once_its_dead_letter_is_written(value: bytes) -> None:
+    """A bad label is dead-lettered, never silently dropped: if the dead letter is not
+    acknowledged, the labels loop must not move past the label (and so not checkpoint past it);
+    it fails, and the loop restarts at that label. Before, the failed future was ignored and
+    the position advanced, so the bad label was lost while counted as dead-lettered."""
+    service = Service(Settings())
+    producer = _RefusingProducer()
+    service._producer = producer
+    waiting = deque([_label_record(7, value)])
+    with pytest.raises(TopicAuthorizationFailedError):
+        service._learn_waiting(None, waiting, [])
+    assert producer.sent == ["dead-letter"]
+    assert len(waiting) == 1
+    assert service._positions.get("labels", {}).get(0) is None
