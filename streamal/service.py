@@ -432,7 +432,11 @@ class Service:
 
     def _open_review(self, record: ConsumerRecord) -> None:
         try:
-            item = decode_review(record.value, self.classes, 4 * self.settings.max_message_bytes)
+            # A null value (a tombstone) reads as empty: bad input, never a TypeError that would
+            # fail the loop at this record again and again.
+            item = decode_review(
+                record.value or b"", self.classes, 4 * self.settings.max_message_bytes
+            )
         except InvalidMessage as exc:
             # Not dead-lettered: every replica reads every review, so each would write a copy.
             # Counted and logged (the place, not the data); its label will count as an orphan.
@@ -453,7 +457,9 @@ class Service:
         while waiting:
             record = waiting[0]
             try:
-                label = decode_label(record.value, self.classes, self.settings.max_message_bytes)
+                label = decode_label(
+                    record.value or b"", self.classes, self.settings.max_message_bytes
+                )
             except InvalidMessage as exc:
                 self.metrics.count_label("other", "invalid")
                 self._delivered(self._dead_letter(record, exc.reason, exc.detail, "labels"))
@@ -722,7 +728,7 @@ class Service:
                 timed = not scored_count % LATENCY_SAMPLE
                 started = perf() if timed else 0.0
                 try:
-                    txn = decode_transaction(record.value, schema, max_bytes)
+                    txn = decode_transaction(record.value or b"", schema, max_bytes)
                     scored = learner.score(txn)
                 except InvalidMessage as exc:
                     invalid_count += 1

@@ -304,3 +304,38 @@ def test_a_fault_while_scoring_or_learning_is_dead_lettered_and_the_stream_goes_
     assert metric_sum(registry, "streamal_labels_total", outcome="invalid") == 1
     assert metric_sum(registry, "streamal_dead_letters_total", reason="processing_error") == 2
     assert service.alive()
+
+
+def test_null_records_are_bad_input_not_a_stuck_loop(
+    service: Service, producer: KafkaProducer, kafka_bootstrap: str, topics: Any
+) -> None:
+    """A record with a null value (a tombstone, or an upstream that sent only a key) on any
+    input topic is bad input like any other. Before, decoding it raised TypeError: on the
+    labels or reviews topic that failed the labels loop, which restarted at the same record
+    and failed again, so no label was ever learned after it, on any replica."""
+    registry = service.metrics.registry
+
+    def learned() -> float:
+        return metric_sum(registry, "streamal_labels_total", outcome="learned")
+
+    tombstone_offsets = {
+        topic: int(producer.send(topic, key=b"k", value=None).get(timeout=20).offset)
+        for topic in (topics.transactions, topics.labels, topics.reviews)
+    }
+    _send(producer, topics.transactions, _good(1))
+    fine = {"event_id": "fine", "amount": 3.0}
+    _send(producer, topics.labels, _label("fine", True, event=fine))
+    wait_until(lambda: learned() == 1, timeout=15, what="the label after the null record")
+    with TopicReader(kafka_bootstrap, topics.scores) as reader:
+        scores = reader.read_json(lambda seen: len(seen) >= 1, timeout=30)
+    assert [s["event_id"] for s in scores] == ["good-1"]
+    with TopicReader(kafka_bootstrap, topics.dead_letter) as reader:
+        letters = reader.read_json(lambda seen: len(seen) >= 2, timeout=10)
+    found = {(d["source_topic"], d["source_offset"]): d for d in letters}
+    for topic in (topics.transactions, topics.labels):
+        letter = found[(topic, tombstone_offsets[topic])]
+        assert letter["reason"] == "not_json" and letter["size_bytes"] == 0
+    assert metric_sum(registry, "streamal_events_total", outcome="invalid") == 1
+    assert metric_sum(registry, "streamal_labels_total", outcome="invalid") == 1
+    assert metric_sum(registry, "streamal_reviews_unreadable_total", reason="not_json") == 1
+    assert service.alive()
