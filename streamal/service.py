@@ -437,15 +437,16 @@ class Service:
             item = decode_review(
                 record.value or b"", self.classes, 4 * self.settings.max_message_bytes
             )
-        except InvalidMessage as exc:
+        except Exception as exc:  # noqa: BLE001 - else this record would stall every replica
             # Not dead-lettered: every replica reads every review, so each would write a copy.
             # Counted and logged (the place, not the data); its label will count as an orphan.
-            self.metrics.reviews_unreadable.labels(exc.reason).inc()
+            reason = exc.reason if isinstance(exc, InvalidMessage) else "processing_error"
+            self.metrics.reviews_unreadable.labels(reason).inc()
             log.warning(
                 "unreadable review request at %s/%s: %s",
                 record.partition,
                 record.offset,
-                exc.reason,
+                reason if isinstance(exc, InvalidMessage) else f"{reason} ({type(exc).__name__})",
             )
         else:
             self.learner.pending.add(item)

@@ -339,3 +339,30 @@ def test_null_records_are_bad_input_not_a_stuck_loop(
     assert metric_sum(registry, "streamal_labels_total", outcome="invalid") == 1
     assert metric_sum(registry, "streamal_reviews_unreadable_total", reason="not_json") == 1
     assert service.alive()
+
+
+def test_a_review_request_that_fails_to_decode_in_any_way_is_skipped(
+    service: Service, producer: KafkaProducer, kafka_bootstrap: str, topics: Any
+) -> None:
+    """Any record on the reviews topic that does not decode is skipped and counted, whatever
+    the error. Before, a model_version of 1e400 (JSON's infinity) raised OverflowError, which
+    no one caught: the labels loop failed at that record again and again, and no label was
+    learned after it on any replica."""
+    registry = service.metrics.registry
+    review = {
+        "event_id": "r-inf",
+        "features": {"amount": 1.0},
+        "probabilities": {"false": 0.5, "true": 0.5},
+        "predicted": "true",
+    }
+    _send(producer, topics.reviews, json.dumps(review).encode()[:-1] + b', "model_version": 1e400}')
+    fine = {"event_id": "fine", "amount": 3.0}
+    _send(producer, topics.labels, _label("fine", True, event=fine))
+    wait_until(
+        lambda: metric_sum(registry, "streamal_labels_total", outcome="learned") == 1,
+        timeout=15,
+        what="the label after the review request",
+    )
+    assert metric_sum(registry, "streamal_reviews_unreadable_total") == 1
+    assert metric_sum(registry, "streamal_reviews_unreadable_total", reason="processing_error") == 1
+    assert service.alive()
