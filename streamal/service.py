@@ -238,6 +238,7 @@ class Service:
         self._wait_started: float | None = None
         self._labels_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_retry_at = 0.0  # after a failed write: not again before this
         self._key = settings.checkpoint_secret()
         self._store: checkpoint.CheckpointStore | None = None
         if settings.checkpoint_dir:
@@ -676,9 +677,16 @@ class Service:
             self.metrics.pending_expired.inc(dropped)
         self.metrics.backlog.set(len(pending))
         s = self.settings
-        due = time.monotonic() - self._last_checkpoint >= s.checkpoint_interval_seconds
-        if due or self._labels_since_checkpoint >= s.checkpoint_every_labels:
-            self.checkpoint()
+        now = time.monotonic()
+        if now < self._checkpoint_retry_at:
+            return
+        due = now - self._last_checkpoint >= s.checkpoint_interval_seconds
+        if not due and self._labels_since_checkpoint < s.checkpoint_every_labels:
+            return
+        if not self.checkpoint():
+            # A failed write is retried after the interval, not at every round: each attempt
+            # pickles the learner under the model's lock, which stops the scoring meanwhile.
+            self._checkpoint_retry_at = now + s.checkpoint_interval_seconds
 
     # ------------------------------------------------------------------ events
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from pathlib import Path
 
 import pytest
@@ -284,3 +285,37 @@ def test_an_unreadable_checkpoint_is_refused_clearly_and_reset_state_ignores_it(
     fresh = Service(_settings(tmp_path, reset_state=True))
     fresh._restore()  # starts fresh instead of failing on the read
     assert fresh.learner.model.n_learned == 0
+
+
+class _BrokenVolume:
+    """A checkpoint store on a volume that refuses writes (full, read-only, gone)."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def read(self) -> bytes | None:
+        return None
+
+    def write(self, blob: bytes) -> None:
+        self.writes += 1
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failing_checkpoint_is_retried_after_the_interval_not_every_second(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each attempt pickles the whole learner under the model's lock (seconds, with a full
+    review queue), stopping the scoring meanwhile, and logs a traceback. Before, a volume that
+    refused writes made every housekeeping round (once a second) try again."""
+    service = Service(_settings(tmp_path, checkpoint_interval_seconds=0.3))
+    volume = _BrokenVolume()
+    service._store = volume
+    service._labels_since_checkpoint = 10_000  # due by labels, and stays due
+    with caplog.at_level("ERROR", logger="streamal"):
+        for _ in range(3):
+            service._housekeeping()
+    assert volume.writes == 1
+    assert caplog.text.count("checkpoint could not be written") == 1
+    time.sleep(0.35)
+    service._housekeeping()
+    assert volume.writes == 2  # tried again once the interval passed
