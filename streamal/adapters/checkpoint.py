@@ -22,6 +22,7 @@ import os
 import pickle
 import struct
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +36,10 @@ __all__ = [
 
 MAGIC = b"STREAMAL-CKPT\x01"
 _HEADER = len(MAGIC) + 32 + 8
+_TEMP_PREFIX = ".checkpoint-"
+#: A temporary file untouched for this long was left by a writer that died before its rename;
+#: a write in progress (seconds) is far younger, even another replica's on a shared volume.
+STALE_TEMP_SECONDS = 600.0
 
 
 class CheckpointError(RuntimeError):
@@ -104,6 +109,8 @@ class DirectoryStore:
 
     The new file is written beside the old one, flushed and fsynced, renamed over it, and the
     directory is fsynced, so a crash at any moment leaves either the old or the new checkpoint.
+    A crash before the rename leaves the temporary file; the next writes remove such files once
+    they are stale, so crashes do not fill the volume.
     """
 
     name = "checkpoint.bin"
@@ -123,7 +130,8 @@ class DirectoryStore:
 
     def write(self, blob: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", dir=self.directory)
+        self._remove_stale_temporaries()
+        fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
@@ -138,3 +146,12 @@ class DirectoryStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def _remove_stale_temporaries(self) -> None:
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for path in self.directory.glob(_TEMP_PREFIX + "*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:  # gone meanwhile (renamed by its writer), or not ours to remove
+                pass

@@ -319,3 +319,23 @@ def test_a_failing_checkpoint_is_retried_after_the_interval_not_every_second(
     time.sleep(0.35)
     service._housekeeping()
     assert volume.writes == 2  # tried again once the interval passed
+
+
+def test_temporary_files_left_by_a_crash_are_removed(tmp_path: Path) -> None:
+    """A kill between creating the temporary file and renaming it leaves the file behind (as
+    big as a checkpoint, tens of MB with a full review queue); every such crash added one, until
+    the volume filled up. Later writes remove the stale ones, but never a fresh one, which may
+    be another writer's in progress."""
+    store = DirectoryStore(tmp_path)
+    stale = tmp_path / ".checkpoint-crashed"
+    stale.write_bytes(b"half a checkpoint")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    fresh = tmp_path / ".checkpoint-in-progress"
+    fresh.write_bytes(b"being written")
+    store.write(b"one")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".checkpoint-in-progress",
+        "checkpoint.bin",
+    ]
+    assert store.read() == b"one"
