@@ -629,6 +629,11 @@ class Service:
             )
             learner.gate.set_budget(self.settings.budget)
         self._positions = {t: dict(p) for t, p in state.get("positions", {}).items()}
+        created = state.get("created_at")
+        if isinstance(created, int | float):
+            # The last durable checkpoint is this one until a new one is written: so a replica
+            # that cannot write any more (a volume turned read-only) still ages, and alerts.
+            self.metrics.checkpoint_success.set(created)
         log.info(
             "restored checkpoint: %d labels learned, positions %s",
             learner.model.n_learned,

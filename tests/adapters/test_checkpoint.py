@@ -339,3 +339,18 @@ def test_temporary_files_left_by_a_crash_are_removed(tmp_path: Path) -> None:
         "checkpoint.bin",
     ]
     assert store.read() == b"one"
+
+
+def test_after_a_restart_the_last_checkpoint_is_the_restored_one(tmp_path: Path) -> None:
+    """streamal_checkpoint_last_success_timestamp_seconds is the last durable checkpoint: after a
+    restart that is the one restored, until a new one is written. Before, it read 0 (which the
+    StreamalCheckpointStale alert ignores), so a replica restarted onto a volume that had turned
+    read-only never wrote a checkpoint again and never alerted."""
+    name = "streamal_checkpoint_last_success_timestamp_seconds"
+    written = Service(_settings(tmp_path))
+    assert written.checkpoint()
+    saved_at = written.metrics.registry.get_sample_value(name)
+    assert saved_at is not None and 0 < saved_at <= time.time()
+    restored = Service(_settings(tmp_path))
+    restored._restore()
+    assert restored.metrics.registry.get_sample_value(name) == pytest.approx(saved_at, abs=1.0)
