@@ -363,6 +363,9 @@ class Service:
         """
         s = self.settings
         if s.create_topics:
+            # The labels topic gets one partition whatever topic_partitions says: one order of
+            # labels, so that every replica's model stays the same (see the README's Replicas).
+            ensure_topics(s, [s.topic_labels], 1)
             ensure_topics(s, self._topic_names(), s.topic_partitions)
         consumer = make_consumer(s, group_id=None, fetch_max_wait_ms=20, max_poll_records=500)
         try:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import metric_sum, wait_until
+from helpers import metric_sum, running_service, service_settings, wait_until
+from kafka import KafkaConsumer
 from recovery_helpers import (
     Reviewer,
     ServeProcess,
@@ -162,3 +163,20 @@ def test_replicas_share_transactions_and_all_learn_every_label(
     for name, learner in learners.items():
         assert learner.model.n_learned == len(labelled), name
         assert predictions(learner.model, probes) == reference, name
+
+
+def test_topics_created_for_replicas_keep_one_partition_of_labels(
+    kafka_bootstrap: str, topics: Any
+) -> None:
+    """topic_partitions is how an operator gets a transactions topic that N replicas can share;
+    the labels topic the service creates beside it must still have one partition, or the
+    replicas would learn the labels in different orders and their models would drift apart.
+    Before, every topic got topic_partitions partitions, labels included."""
+    settings = service_settings(kafka_bootstrap, topics, topic_partitions=3)
+    with running_service(settings):
+        consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap)
+        try:
+            assert consumer.partitions_for_topic(topics.transactions) == {0, 1, 2}
+            assert consumer.partitions_for_topic(topics.labels) == {0}
+        finally:
+            consumer.close()
