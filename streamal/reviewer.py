@@ -178,28 +178,31 @@ class SimulatedReviewer:
     def _answer_due(self) -> None:
         now = time.monotonic()
         futures = []
-        while self._due and self._due[0][0] <= now:
-            _, _, event_id, truth = self._due[0]
-            message = {
-                "schema_version": SCHEMA_VERSION,
-                "event_id": event_id,
-                "label": ClassSet.name(truth),
-                "source": self.source,
-                "labelled_at": to_iso(time.time()),
-            }
-            futures.append(
-                self._producer.send(
-                    self.settings.topic_labels,
-                    key=event_id.encode(),
-                    value=json.dumps(message).encode(),
+        try:
+            while self._due and self._due[0][0] <= now:
+                _, _, event_id, truth = self._due[0]
+                message = {
+                    "schema_version": SCHEMA_VERSION,
+                    "event_id": event_id,
+                    "label": ClassSet.name(truth),
+                    "source": self.source,
+                    "labelled_at": to_iso(time.time()),
+                }
+                futures.append(
+                    self._producer.send(
+                        self.settings.topic_labels,
+                        key=event_id.encode(),
+                        value=json.dumps(message).encode(),
+                    )
                 )
-            )
-            heapq.heappop(self._due)
-        if not futures:
-            return
-        self._producer.flush()
-        for future in futures:
-            if future.failed():
-                self.failed += 1
-            else:
-                self.answered += 1
+                heapq.heappop(self._due)
+        finally:
+            # Also when a send raised: the answers sent before it are out of the queue, so they
+            # are counted now (the failing one stays due and is sent again).
+            if futures:
+                self._producer.flush()
+            for future in futures:
+                if future.failed():
+                    self.failed += 1
+                else:
+                    self.answered += 1
