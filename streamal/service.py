@@ -247,6 +247,12 @@ class Service:
                     "checkpoints are signed: set STREAMAL_CHECKPOINT_KEY or "
                     "STREAMAL_CHECKPOINT_KEY_FILE along with STREAMAL_CHECKPOINT_DIR"
                 )
+            if not self._key:
+                # Anyone can sign with an empty key, and a checkpoint that verifies is unpickled.
+                raise checkpoint.CheckpointError(
+                    "the checkpoint key is empty (STREAMAL_CHECKPOINT_KEY, or the file in "
+                    "STREAMAL_CHECKPOINT_KEY_FILE): checkpoints need a secret key"
+                )
             self._store = checkpoint.DirectoryStore(settings.checkpoint_dir)
 
     # ------------------------------------------------------------------ lifecycle

@@ -354,3 +354,15 @@ def test_after_a_restart_the_last_checkpoint_is_the_restored_one(tmp_path: Path)
     restored = Service(_settings(tmp_path))
     restored._restore()
     assert restored.metrics.registry.get_sample_value(name) == pytest.approx(saved_at, abs=1.0)
+
+
+@pytest.mark.parametrize("where", ["setting", "file"])
+def test_an_empty_checkpoint_key_is_refused(tmp_path: Path, where: str) -> None:
+    """A signature under an empty key is one anyone can make, and a checkpoint is unpickled
+    (code) once its signature checks: an empty key, say an empty mounted secret, must stop the
+    service like a missing one. Before, it was taken and checkpoints were signed with b""."""
+    key_file = tmp_path / "key"
+    key_file.write_text("\n")
+    key = {"checkpoint_key": ""} if where == "setting" else {"checkpoint_key_file": str(key_file)}
+    with pytest.raises(CheckpointError, match="empty"):
+        Service(Settings(checkpoint_dir=str(tmp_path / "state"), **key))  # type: ignore[arg-type]
