@@ -472,23 +472,26 @@ class Service:
                     record.value or b"", self.classes, self.settings.max_message_bytes
                 )
             except InvalidMessage as exc:
+                if not self._delivered(self._dead_letter(record, exc.reason, exc.detail, "labels")):
+                    return  # the label stays first in line; its dead letter is written again
                 self.metrics.count_label("other", "invalid")
-                self._delivered(self._dead_letter(record, exc.reason, exc.detail, "labels"))
             else:
-                if self._must_wait(consumer, label, reviews):
+                if self._must_wait(consumer, label, reviews) or not self._apply_label(
+                    record, label
+                ):
                     return
-                self._apply_label(record, label)
             self._wait_started = None
             waiting.popleft()
             self._advance(record)
             self._labels_since_checkpoint += 1
 
-    def _delivered(self, future: Any) -> None:
-        """Wait until a label's dead letter is acknowledged, before the loop moves past the label.
+    def _delivered(self, future: Any) -> bool:
+        """Wait until a label's dead letter is acknowledged: only then may the loop move past
+        the label (and a checkpoint record that it did).
 
-        A failed one raises: the labels loop restarts at that label and writes it again, so a
-        bad label is never passed (nor checkpointed past) without its dead letter. Waiting stays
-        alive for /livez, as the events loop's flush does.
+        False when it failed (or the service is stopping): the label stays first in line and is
+        tried again a second later, so a bad label is never passed without its dead letter.
+        Waiting stays alive for /livez, as the events loop's flush does.
         """
         while not future.is_done:
             try:
@@ -496,9 +499,16 @@ class Service:
             except KafkaTimeoutError:
                 self.heartbeat["labels"] = time.monotonic()
                 if self._stop.is_set():
-                    raise
+                    return False
         if future.failed():
-            raise future.exception
+            log.warning(
+                "a label's dead letter was not written (%s): trying again in 1 s",
+                type(future.exception).__name__,
+            )
+            self.broker_ok = False
+            self._stop.wait(1.0)
+            return False
+        return True
 
     def _must_wait(self, consumer: Any, label: Label, reviews: list[TopicPartition]) -> bool:
         """Hold a label whose request may still be on its way through the reviews topic."""
@@ -520,15 +530,17 @@ class Service:
             self._wait_started = now
         return now - self._wait_started < self.settings.label_wait_seconds
 
-    def _apply_label(self, record: ConsumerRecord, label: Label) -> None:
+    def _apply_label(self, record: ConsumerRecord, label: Label) -> bool:
+        """Learn a label (or dead-letter it); False if its dead letter was not written."""
         m = self.metrics
         item = self.learner.pending.get(label.event_id)  # its request-time score, for metrics
         try:
             result = self.learner.learn(label)
         except InvalidMessage as exc:  # a carried event that does not decode
+            if not self._delivered(self._dead_letter(record, exc.reason, exc.detail, "labels")):
+                return False
             m.count_label(label.source, "invalid")
-            self._delivered(self._dead_letter(record, exc.reason, exc.detail, "labels"))
-            return
+            return True
         except Exception as exc:  # noqa: BLE001 - else this label would stall every replica
             log.warning(
                 "learning the label at %s/%s failed: %s",
@@ -536,14 +548,15 @@ class Service:
                 record.offset,
                 type(exc).__name__,
             )
-            m.count_label(label.source, "invalid")
-            self._delivered(
+            if not self._delivered(
                 self._dead_letter(record, "processing_error", type(exc).__name__, "labels")
-            )
-            return
+            ):
+                return False
+            m.count_label(label.source, "invalid")
+            return True
         m.count_label(label.source, result.outcome)
         if result.outcome != "learned":
-            return
+            return True
         now = time.time()
         m.label_apply.observe(max(0.0, now - record.timestamp / 1000.0))
         m.updates.inc()
@@ -554,6 +567,7 @@ class Service:
         m.count_learned(label, result, item)
         m.backlog.set(len(self.learner.pending))
         self._update_accuracy()
+        return True
 
     # ------------------------------------------------------------------ state
 

@@ -90,18 +90,19 @@ def test_an_api_label_whose_event_cannot_be_learned_is_refused_before_it_is_writ
     assert service._producer is None
 
 
-class _RefusingProducer:
-    """A producer whose every record fails, as when the dead-letter topic refuses writes (an ACL
-    missing, say): what the labels loop does then, without a broker."""
+class _Producer:
+    """A producer that refuses every record, as when the dead-letter topic refuses writes (an
+    ACL missing, say), until ``accept`` is set: the labels loop's part, without a broker."""
 
     def __init__(self) -> None:
+        self.accept = False
         self.sent: list[str] = []
 
     def send(self, topic: str, key: bytes, value: bytes) -> Future:
         self.sent.append(topic)
-        future = Future()
-        future.failure(TopicAuthorizationFailedError(topic))
-        return future
+        if self.accept:
+            return Future().success(None)
+        return Future().failure(TopicAuthorizationFailedError(topic))
 
 
 def _label_record(offset: int, value: bytes) -> ConsumerRecord:
@@ -109,23 +110,31 @@ def _label_record(offset: int, value: bytes) -> ConsumerRecord:
 
 
 @pytest.mark.parametrize(
-    "value",
+    ("value", "source"),
     [
-        b"label: yes",  # does not decode
-        b'{"event_id": "c1", "label": true, "event": {"amount": [1, 2]}}',  # fails to learn
+        (b"label: yes", "other"),  # does not decode
+        (b'{"event_id": "c1", "label": true, "event": {"amount": [1, 2]}}', "reviewer"),
     ],
 )
-def test_a_label_is_passed_only_once_its_dead_letter_is_written(value: bytes) -> None:
-    """A bad label is dead-lettered, never silently dropped: if the dead letter is not
-    acknowledged, the labels loop must not move past the label (and so not checkpoint past it);
-    it fails, and the loop restarts at that label. Before, the failed future was ignored and
-    the position advanced, so the bad label was lost while counted as dead-lettered."""
+def test_a_label_is_passed_only_once_its_dead_letter_is_written(value: bytes, source: str) -> None:
+    """A bad label is dead-lettered, never silently dropped: while its dead letter is not
+    acknowledged, the labels loop must not move past the label (nor checkpoint past it); it
+    tries again. Before, the failed future was ignored and the position advanced, so the bad
+    label was lost while counted as dead-lettered."""
     service = Service(Settings())
-    producer = _RefusingProducer()
+    producer = _Producer()
     service._producer = producer
     waiting = deque([_label_record(7, value)])
-    with pytest.raises(TopicAuthorizationFailedError):
-        service._learn_waiting(None, waiting, [])
+    service._learn_waiting(None, waiting, [])
     assert producer.sent == ["dead-letter"]
     assert len(waiting) == 1
     assert service._positions.get("labels", {}).get(0) is None
+    producer.accept = True
+    service._learn_waiting(None, waiting, [])
+    assert producer.sent == ["dead-letter", "dead-letter"]
+    assert not waiting
+    assert service._positions["labels"][0] == 8
+    counted = service.metrics.registry.get_sample_value(
+        "streamal_labels_total", {"source": source, "outcome": "invalid"}
+    )
+    assert counted == 1  # once, not once per attempt
