@@ -24,6 +24,10 @@ __all__ = ["dead_letter_record", "ensure_topics", "make_consumer", "make_produce
 #: Reconnect attempts back off exponentially up to this. kafka-python's default cap (30 s) kept
 #: the service unready for up to 30 s after the broker was back from an outage.
 RECONNECT_BACKOFF_MAX_MS = 1000
+#: Topics are created with the cluster's default replication factor (KIP-464, Kafka 2.4+): with
+#: 1, acks=all would guard acknowledged records with a single copy, and clusters that require
+#: more replicas would refuse to create them.
+CLUSTER_DEFAULT_REPLICATION = -1
 
 
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
@@ -64,7 +68,8 @@ def make_consumer(
 
 
 def ensure_topics(settings: Settings, names: Iterable[str], partitions: int = 1) -> list[str]:
-    """Create the topics that do not exist yet; returns those created. Waits until listed."""
+    """Create the topics that do not exist yet, with the cluster's default replication factor;
+    returns those created. Waits until listed."""
     admin = KafkaAdminClient(**settings.kafka_client_config())
     try:
         existing = set(admin.list_topics())
@@ -72,7 +77,7 @@ def ensure_topics(settings: Settings, names: Iterable[str], partitions: int = 1)
         created = []
         for name in missing:
             try:
-                admin.create_topics([NewTopic(name, partitions, 1)])
+                admin.create_topics([NewTopic(name, partitions, CLUSTER_DEFAULT_REPLICATION)])
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass
