@@ -16,7 +16,8 @@ learned at once; a label is learned at most once (duplicates are recognised by i
 The two loops share the model through :class:`~streamal.core.model.OnlineModel`'s lock, so a
 score is always computed on a whole model, never one half-way through an update.
 
-Bad input never stops a loop: it is dead-lettered with its reason and counted.
+Bad input never stops a loop: it is dead-lettered with its reason and counted. The labels loop
+moves past a bad label (and so checkpoints past it) only once its dead letter is acknowledged.
 """
 
 from __future__ import annotations
