@@ -352,13 +352,28 @@ class Service:
         if len(payload) > self.settings.max_message_bytes:
             raise InvalidMessage("oversize", "label with its event exceeds the message size limit")
         if label.event is not None:
-            # Learning reads the carried event's features: one that does not decode would be
-            # accepted here and then dead-lettered by every replica, so refuse it now.
-            extract_features(label.event, self.learner.schema)
+            self._check_carried_event(label.event)
         meta = self.producer.send(
             self.settings.topic_labels, key=label.event_id.encode(), value=payload
         ).get(timeout=timeout)
         return {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}
+
+    def _check_carried_event(self, event: Mapping[str, Any]) -> None:
+        """Learning reads a carried event's features: one whose features do not compute would be
+        accepted by the API and then dead-lettered by every replica, so it is refused now."""
+        extract_features(event, self.learner.schema)
+        features = self.learner.features
+        if features is None:
+            return
+        try:
+            with self.learner.model.lock:  # the loops change the rolling windows under it
+                features.transform_one(dict(event), learn=False)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, InvalidMessage):
+                raise
+            raise InvalidMessage(
+                "bad_value", f"the event's card features do not compute ({type(exc).__name__})"
+            ) from None
 
     def _labels_loop(self) -> None:
         """Read the whole reviews and labels topics, in order, from the checkpointed positions.

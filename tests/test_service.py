@@ -90,6 +90,27 @@ def test_an_api_label_whose_event_cannot_be_learned_is_refused_before_it_is_writ
     assert service._producer is None
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"event_id": "x", "card": "c1", "terminal_id": "t1", "amount": "12 EUR"},
+        {"event_id": "x", "card": ["c1"], "terminal_id": "t1", "amount": 1.0},
+    ],
+)
+def test_an_api_label_whose_event_fails_the_card_features_is_refused(
+    event: dict[str, object],
+) -> None:
+    """With card features on, learning a carried event also computes its card and terminal
+    features, which refuse an amount that is not a number or a card that is a list: such a
+    label is refused (400, bad_value) before it is written, not accepted and then dead-lettered
+    as processing_error by every replica."""
+    service = Service(Settings(bootstrap_servers="127.0.0.1:1", card_field="card"))
+    with pytest.raises(InvalidMessage) as refused:
+        service.submit_label({"event_id": "x", "label": True, "event": event}, timeout=0.1)
+    assert refused.value.reason == "bad_value"
+    assert service._producer is None
+
+
 class _Producer:
     """A producer that refuses every record, as when the dead-letter topic refuses writes (an
     ACL missing, say), until ``accept`` is set: the labels loop's part, without a broker."""
