@@ -101,7 +101,16 @@ def loads(blob: bytes, key: bytes) -> Any:
             "was signed with another key (STREAMAL_CHECKPOINT_KEY); start with --reset-state "
             "to discard it"
         )
-    return pickle.loads(payload)  # noqa: S301 - verified above: written by a key holder
+    try:
+        return pickle.loads(payload)  # noqa: S301 - verified above: written by a key holder
+    except (AttributeError, ImportError, pickle.UnpicklingError, EOFError, TypeError) as exc:
+        # Signed by a key holder but not loadable here: another version of streamal pickled a
+        # class (or a module) that this one lacks, after a rollback say.
+        raise CheckpointError(
+            f"checkpoint verifies but was written by another version of streamal and does not "
+            f"load with this one ({type(exc).__name__}: {exc}); start with --reset-state to "
+            "discard it"
+        ) from exc
 
 
 class DirectoryStore:

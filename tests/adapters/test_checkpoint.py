@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import time
 from pathlib import Path
 
@@ -366,3 +367,21 @@ def test_an_empty_checkpoint_key_is_refused(tmp_path: Path, where: str) -> None:
     key = {"checkpoint_key": ""} if where == "setting" else {"checkpoint_key_file": str(key_file)}
     with pytest.raises(CheckpointError, match="empty"):
         Service(Settings(checkpoint_dir=str(tmp_path / "state"), **key))  # type: ignore[arg-type]
+
+
+def test_a_signed_checkpoint_this_version_cannot_load_is_refused_clearly() -> None:
+    """A checkpoint written by another version of streamal (a class it pickled that this one
+    lacks, after a rollback say) verifies but cannot be unpickled: refused as a CheckpointError
+    that says so and names --reset-state. Before, the bare AttributeError or
+    ModuleNotFoundError stopped the service with no hint."""
+    for module, name in (("streamal.core.pending", "NoSuchClass"), ("streamal_gone", "Thing")):
+        payload = b"\x80\x04c" + f"{module}\n{name}\n".encode() + b")\x81."
+        signed = _signed(payload)
+        with pytest.raises(CheckpointError, match="another version.*--reset-state"):
+            checkpoint.loads(signed, KEY)
+
+
+def _signed(payload: bytes) -> bytes:
+    """A checkpoint with ``payload`` as its pickle, signed with KEY as dumps would."""
+    length = struct.pack(">Q", len(payload))
+    return checkpoint.MAGIC + checkpoint._mac(KEY, length, payload) + length + payload
