@@ -37,7 +37,12 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from streamal.adapters import checkpoint
-from streamal.adapters.kafka import dead_letter_record, ensure_topics, make_consumer, make_producer
+from streamal.adapters.kafka import (
+    dead_letter_record,
+    ensure_service_topics,
+    make_consumer,
+    make_producer,
+)
 from streamal.adapters.metrics import Metrics
 from streamal.config import Settings
 from streamal.core.class_balance import ClassBalance
@@ -385,10 +390,7 @@ class Service:
         """
         s = self.settings
         if s.create_topics:
-            # The labels topic gets one partition whatever topic_partitions says: one order of
-            # labels, so that every replica's model stays the same (see the README's Replicas).
-            ensure_topics(s, [s.topic_labels], 1)
-            ensure_topics(s, self._topic_names(), s.topic_partitions)
+            ensure_service_topics(s)
         consumer = make_consumer(s, group_id=None, fetch_max_wait_ms=20, max_poll_records=500)
         try:
             assigned = self._assign_inputs(consumer)
@@ -888,16 +890,6 @@ class Service:
         )
         key = f"{record.topic}:{record.partition}:{record.offset}".encode()
         return self.producer.send(self.settings.topic_dead_letter, key=key, value=value)
-
-    def _topic_names(self) -> list[str]:
-        s = self.settings
-        return [
-            s.topic_transactions,
-            s.topic_scores,
-            s.topic_reviews,
-            s.topic_labels,
-            s.topic_dead_letter,
-        ]
 
     def model_info(self) -> dict[str, Any]:
         model = self.learner.model

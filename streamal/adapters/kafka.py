@@ -19,7 +19,14 @@ from kafka.errors import TopicAlreadyExistsError
 from streamal.config import Settings
 from streamal.core.messages import SCHEMA_VERSION, encode, to_iso
 
-__all__ = ["dead_letter_record", "ensure_topics", "make_consumer", "make_producer"]
+__all__ = [
+    "dead_letter_record",
+    "ensure_service_topics",
+    "ensure_topics",
+    "make_consumer",
+    "make_producer",
+    "service_topics",
+]
 
 #: Reconnect attempts back off exponentially up to this. kafka-python's default cap (30 s) kept
 #: the service unready for up to 30 s after the broker was back from an outage.
@@ -89,6 +96,28 @@ def ensure_topics(settings: Settings, names: Iterable[str], partitions: int = 1)
         return created
     finally:
         admin.close()
+
+
+def service_topics(settings: Settings) -> list[str]:
+    """The five topics the service reads and writes, in the settings' names."""
+    s = settings
+    return [
+        s.topic_transactions,
+        s.topic_scores,
+        s.topic_reviews,
+        s.topic_labels,
+        s.topic_dead_letter,
+    ]
+
+
+def ensure_service_topics(settings: Settings) -> list[str]:
+    """Create the service's topics that do not exist yet; returns those created.
+
+    The labels topic gets one partition whatever ``topic_partitions`` says: one order of
+    labels, so that every replica's model stays the same (see the README's Replicas).
+    """
+    created = ensure_topics(settings, [settings.topic_labels], 1)
+    return created + ensure_topics(settings, service_topics(settings), settings.topic_partitions)
 
 
 def dead_letter_record(

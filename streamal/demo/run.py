@@ -16,14 +16,14 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
-from streamal.adapters.kafka import ensure_topics
+from streamal.adapters.kafka import ensure_service_topics
 from streamal.config import Settings
 from streamal.core.evaluator import Report, StreamClock, prequential
 from streamal.core.messages import ClassSet
 from streamal.core.simulator import DAY
 from streamal.demo.cards import CardDays, CardRun, OfflineCards
 from streamal.demo.live import Chargebacks, EventProducer, Ground, HttpServer, ScoreTally
-from streamal.demo.options import TOPIC_FIELDS, Options, StreamInfo, demo_settings, stream_info
+from streamal.demo.options import Options, StreamInfo, demo_settings, stream_info
 from streamal.demo.summary import card_tables, plot_cards, plot_curves, summary_tables
 from streamal.demo.view import LiveView
 from streamal.reviewer import SimulatedReviewer
@@ -163,9 +163,8 @@ def _live(
         else:
             console.print(f"broker: [bold]{settings.bootstrap_servers}[/]")
         settings = demo_settings(settings, external, options.cards, options.k)
-        names = [getattr(settings, f) for f in (*TOPIC_FIELDS, "topic_dead_letter")]
         if settings.create_topics:
-            ensure_topics(settings, names, settings.topic_partitions)
+            ensure_service_topics(settings)
 
         service = Service(settings)
         service.start()
