@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streamal import __version__
-from streamal.adapters.plot import pyplot, two_panels
+from streamal.adapters.plot import file_formats, pyplot, two_panels
 from streamal.adapters.sources import Pair, Source, SourceError, open_source
 from streamal.argtypes import fraction, positive_int
 from streamal.config import Settings
@@ -567,6 +567,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         return _error("--plot needs matplotlib: pip install matplotlib (or 'streamal[demo]')")
+    if args.plot is not None:
+        # matplotlib picks the format from the extension: an unknown one fails after the run,
+        # and none at all saves to OUT.png while the summary names OUT.
+        kind = args.plot.suffix.lower().removeprefix(".")
+        if kind not in file_formats():
+            return _error(
+                f"--plot {args.plot}: give a file name ending in .png "
+                f"(or {', '.join('.' + k for k in sorted(file_formats() - {'png'}))})"
+            )
     for out in (args.json, args.plot):
         if out is not None:
             try:

@@ -347,6 +347,19 @@ def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "curve.png" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name", ["curve.foo", "curve"])
+def test_a_plot_name_matplotlib_cannot_write_is_refused_before_the_run(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "out.json"
+    args = ["--data", "river:SEA", "--limit", "300", "--json", str(out)]
+    err = fails([*args, "--plot", str(tmp_path / name)], capsys)
+    assert "--plot" in err and ".png" in err
+    assert not out.exists()  # refused at the start, not after the run
+    assert list(tmp_path.iterdir()) == []  # and no curve.png behind the user's back
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

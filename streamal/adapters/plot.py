@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["pyplot", "two_panels"]
+__all__ = ["file_formats", "pyplot", "two_panels"]
 
 
 def pyplot() -> Any:
@@ -24,6 +24,14 @@ def pyplot() -> Any:
     except ImportError:
         return None
     return plt
+
+
+def file_formats() -> set[str]:
+    """The file extensions matplotlib can save to (``png``, ``pdf``, ``svg``...), so a command
+    can refuse an output name before an hour-long run rather than fail at the end of it."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return set(FigureCanvasBase.get_supported_filetypes())
 
 
 @contextlib.contextmanager
