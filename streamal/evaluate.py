@@ -526,7 +526,8 @@ def _error(message: str) -> int:
 
 
 def apply_preset(args: argparse.Namespace, settings: Settings) -> Settings:
-    """Fill what the preset defines and the command line left open; flags always win."""
+    """Fill what the preset defines and the command line left open; flags and ``STREAMAL_*``
+    variables always win (a setting from either is in ``settings.model_fields_set``)."""
     preset = PRESETS[args.preset]
     for name, value in (
         ("target", preset.target),
@@ -544,7 +545,7 @@ def apply_preset(args: argparse.Namespace, settings: Settings) -> Settings:
         args.chargeback_negatives = preset.chargeback_negatives
     if args.chargeback_delay is None and preset.chargeback_delay_days is not None:
         args.chargeback_delay = LabelDelay.parse(f"{preset.chargeback_delay_days:g}d")
-    given = {k for k in vars(args) if k in Settings.model_fields}
+    given = settings.model_fields_set
     return settings.model_copy(update={k: v for k, v in preset.settings.items() if k not in given})
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from streamal.cli import main
+from streamal.cli import build_parser, main, settings_from_args
 from streamal.config import Settings
 from streamal.core.evaluator import StreamClock
-from streamal.evaluate import stream_learner
+from streamal.evaluate import apply_preset, stream_learner
 
 
 @pytest.mark.slow
@@ -88,3 +88,20 @@ def test_the_terminal_delay_setting_reaches_the_features() -> None:
         {"customer_id": 1, "terminal_id": 2, "amount": 5.0, "timestamp": 86400.0}
     )
     assert x["terminal_tx_1d"] == 0.0 and x["terminal_known_frauds_delay"] == 0.0
+
+
+@pytest.mark.parametrize("where", ["flag", "env"])
+def test_a_setting_given_wins_over_the_preset_as_flag_or_environment_variable(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["evaluate", "--preset", "card-fraud-handbook", "--data", "x.csv"]
+    if where == "flag":
+        argv += ["--budget", "0.05", "--model", "logreg"]
+    else:
+        monkeypatch.setenv("STREAMAL_BUDGET", "0.05")
+        monkeypatch.setenv("STREAMAL_MODEL", "logreg")
+    args = build_parser().parse_args(argv)
+    settings = apply_preset(args, settings_from_args(args))
+    assert (settings.budget, settings.model) == (0.05, "logreg")
+    # What neither gave comes from the preset.
+    assert (settings.strategy, settings.card_field) == ("fraud", "CUSTOMER_ID")
