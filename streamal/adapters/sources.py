@@ -153,11 +153,18 @@ class Source:
             for n, (event, label) in enumerate(itertools.islice(rows, self.limit), start=1):
                 for column in drop:
                     event.pop(column, None)
-                if time_column is not None and time_column in event:
-                    event[time_column] = self._time(event[time_column], n)
+                if time_column is not None:
+                    event[time_column] = self._time(event.get(time_column), n)
                 yield event, label
 
     def _time(self, value: Any, n: int) -> float | None:
+        if value is None:
+            # Without its time an event's label would come --label-delay *events* later and
+            # a fraud would get no chargeback: the run would leave stream time unnoticed.
+            raise SourceError(
+                f"{self.name}: row {n}: time column {self.time_column!r} is empty "
+                "(every event needs its time)"
+            )
         if isinstance(value, datetime | date):
             return _epoch(value)
         try:
@@ -224,7 +231,8 @@ def open_source(
         source.read,
         target,
         time_column,
-        frozenset(drop),
+        # The time column is never a feature; dropping it too would take the events' times.
+        frozenset(drop) - {time_column},
         limit if limit is not None else source.limit,
     )
 

@@ -132,6 +132,23 @@ def test_a_bad_time_is_an_error_naming_the_row(tmp_path: Path) -> None:
         rows(source)
 
 
+def test_a_missing_time_is_an_error_naming_the_row(tmp_path: Path) -> None:
+    # Without its time an event would get its label after --label-delay *events* and no
+    # chargeback: the run would silently leave stream time.
+    path = write(tmp_path / "d.csv", "t,y\n2024-01-01,1\n,0\n2024-01-02,0\n")
+    source = open_source(str(path), target="y", time_column="t")
+    with pytest.raises(SourceError, match="row 2: time column 't' is empty"):
+        rows(source)
+
+
+def test_the_time_column_stays_the_time_when_also_dropped(tmp_path: Path) -> None:
+    # It is never a feature anyway; dropping it took the events' times away.
+    path = write(tmp_path / "d.csv", CSV)
+    source = open_source(str(path), target="label", time_column="when", drop=["when", "note"])
+    assert [event["when"] for event, _ in source] == [1704067200.0, 1704070800.0, 1704074400.0]
+    assert all("note" not in event for event, _ in source)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
