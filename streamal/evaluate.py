@@ -145,7 +145,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--fraud-rate",
         type=fraction,
-        default=0.02,
         help="Share of fraud in synthetic:transactions [0.02].",
     )
     group.add_argument(
@@ -566,6 +565,24 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return _error(
             "--alert-cards-per-day counts cards per day of event time: it needs --time-column"
         )
+    # Options that shape only part of a run are refused where that part does not run, rather
+    # than accepted and ignored.
+    if not args.cards_per_day:
+        for flag, value in (
+            ("--report-from", args.report_from),
+            ("--report-to", args.report_to),
+            ("--compromised-days", args.compromised_days),
+        ):
+            if value is not None:
+                return _error(f"{flag} shapes the daily card report: it needs --cards-per-day")
+    if args.report_from and args.report_to and args.report_from > args.report_to:
+        return _error(f"--report-from {args.report_from} is after --report-to {args.report_to}")
+    if args.chargeback_negatives and args.chargeback_delay is None:
+        return _error(
+            "--chargeback-negatives labels what got no chargeback: it needs --chargeback-delay"
+        )
+    if args.fraud_rate is not None and not args.data.startswith("synthetic:"):
+        return _error("--fraud-rate is the fraud share of synthetic:transactions only")
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         return _error("--plot needs matplotlib: pip install matplotlib (or 'streamal[demo]')")
     if args.plot is not None:
@@ -595,7 +612,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             time_column=args.time_column,
             limit=args.limit,
             seed=settings.seed,
-            fraud_rate=args.fraud_rate,
+            fraud_rate=args.fraud_rate or 0.02,
         )
     except SourceError as exc:
         return _error(str(exc))

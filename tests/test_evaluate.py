@@ -379,6 +379,26 @@ def test_a_plot_name_matplotlib_cannot_write_is_refused_before_the_run(
         (["--target", "fraud", "--time-column", "when"], "--time-column: no column 'when'"),
         (["--target", "fraud", "--drop", "nope"], "--drop: no column 'nope'"),
         (["--target", "fraud", "--measure", "vote_entropy"], "committee|ensemble|vote"),
+        # Options of a part of the run that does not run: refused, not ignored.
+        (["--target", "fraud", "--report-from", "2024-01-01"], "--report-from.*--cards-per-day"),
+        (["--target", "fraud", "--report-to", "2024-01-01"], "--report-to.*--cards-per-day"),
+        (["--target", "fraud", "--compromised-days", "3"], "--compromised-days.*--cards-per"),
+        (
+            [
+                *("--target", "fraud", "--time-column", "timestamp", "--card-field", "category"),
+                *(
+                    "--cards-per-day",
+                    "5",
+                    "--report-from",
+                    "2024-01-09",
+                    "--report-to",
+                    "2024-01-02",
+                ),
+            ],
+            "--report-from 2024-01-09 is after --report-to 2024-01-02",
+        ),
+        (["--target", "fraud", "--chargeback-negatives"], "needs --chargeback-delay"),
+        (["--target", "fraud", "--fraud-rate", "0.1"], "synthetic:transactions only"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(
