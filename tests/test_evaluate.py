@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import gzip
 import json
@@ -16,6 +17,8 @@ from streamal import cli
 from streamal.core.synthetic import drifting_transactions
 
 N = 3000
+FLAG = re.compile(r"--[a-z][a-z-]*")
+NAME = re.compile(r"`([a-z_0-9]+)`")
 FRAUD_RATE = 0.1
 TOP_KEYS = {
     "config",
@@ -440,3 +443,43 @@ def test_the_time_column_keeps_the_run_on_stream_time_when_also_dropped(
     # Dropping the time column too used to take the times away: labels came the next event.
     dropped = evaluate(tmp_path, *timed, "--drop", "leak,timestamp", capsys=capsys)
     assert figures(dropped) == figures(day)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_table(header: str) -> list[tuple[str, str]]:
+    """The rows (first cell, second cell) of the README's table that starts with ``header``,
+    in the Offline evaluation section."""
+    section = README.read_text().split("## Offline evaluation", 1)[1].split("\n## ", 1)[0]
+    table = section.split(header + "\n", 1)[1].split("\n\n", 1)[0]
+    cells = [line.split(" | ") for line in table.splitlines()[1:]]
+    return [(c[0].removeprefix("| "), c[1]) for c in cells]
+
+
+def test_the_readme_documents_every_evaluate_option() -> None:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    group = next(g for g in sub.choices["evaluate"]._action_groups if g.title == "evaluate")
+    flags = {s for a in group._group_actions for s in a.option_strings}
+    documented = {f for cell, _ in readme_table("| option | meaning |") for f in FLAG.findall(cell)}
+    assert documented == flags
+
+
+def test_the_json_has_the_fields_the_readme_documents_and_no_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = dict(readme_table("| field | meaning |"))
+    doc = evaluate(
+        tmp_path,
+        *("--data", "synthetic:transactions", "--limit", "2000", "--time-column", "timestamp"),
+        *("--card-field", "category", "--cards-per-day", "3", "--chargeback-delay", "1h"),
+        capsys=capsys,
+    )
+    fields = {name for cell in rows for name in NAME.findall(cell)}
+    assert fields == set(doc)
+    assert set(NAME.findall(rows["`config`"])) - {"null"} == set(doc["config"])
+    fraud = set(NAME.findall(rows["`fraud`"])) - {"k"}
+    assert fraud | {"k"} >= set(doc["fraud"]) and fraud >= set(doc["fraud"]["per_day"][0])
+    windows = set(NAME.findall(rows["`windows`"])) - {"budget", "window"}
+    assert windows >= set(doc["windows"][0])
