@@ -15,12 +15,15 @@ import csv
 import datetime as dt
 import gzip
 import logging
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
+
+from kafka.errors import KafkaError
 
 from streamal.argtypes import non_negative, positive_int
 from streamal.config import Settings
@@ -228,13 +231,17 @@ def produce(
     return sent, len(failures)
 
 
+def _error(message: str, code: int = 1) -> int:
+    print(f"streamal simulate: error: {message}", file=sys.stderr)
+    return code
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Generate the stream and write it to the file or the topic; prints a one-line summary."""
     try:
         config = simulator_config(args, settings)
     except ValueError as exc:
-        print(f"error: {exc}")
-        return 2
+        return _error(str(exc), 2)
     tally: Counter[int] = Counter()
 
     def counted() -> Iterator[tuple[dict[str, Any], Truth]]:
@@ -252,8 +259,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             n, failed = produce(settings, counted(), args.rate)
             where = f"topic {settings.topic_transactions!r}"
     except OSError as exc:
-        print(f"error: cannot write the output: {exc}")
-        return 1
+        return _error(f"cannot write the output: {exc}")
+    except KafkaError as exc:  # an unreachable broker, a refused topic, bad credentials...
+        return _error(f"Kafka at {settings.bootstrap_servers or '127.0.0.1:9092'}: {exc}")
     except KeyboardInterrupt:
         print("interrupted")
         return 130

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
+from kafka.errors import KafkaTimeoutError
 
 from streamal.adapters.kafka import make_consumer
 from streamal.cli import main
@@ -56,6 +57,30 @@ def test_an_unknown_file_type_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["simulate", *SMALL, "--out", str(tmp_path / "tx.parquet")])
     assert exit_info.value.code == 2
+
+
+def test_an_unwritable_file_is_an_error_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    assert main(["simulate", *SMALL, "--out", str(tmp_path / "file" / "tx.csv")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("streamal simulate: error: cannot write the output")
+
+
+def test_a_broker_that_does_not_answer_is_an_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What kafka-python raises after 30 s when nothing listens at the address (a real
+    # unreachable broker takes that long; the handling is what is tested here).
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise KafkaTimeoutError("Unable to bootstrap from 127.0.0.1:1")
+
+    monkeypatch.setattr("streamal.adapters.kafka.ensure_topics", unreachable)
+    assert main(["simulate", *SMALL, "--bootstrap-servers", "127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err
+    assert "127.0.0.1:1" in err and "Unable to bootstrap" in err and "Traceback" not in err
 
 
 @pytest.mark.kafka
