@@ -34,8 +34,8 @@ from streamal.adapters.sources import Pair, Source, SourceError, open_source
 from streamal.argtypes import fraction, positive_int
 from streamal.config import Settings
 from streamal.core.evaluator import Report, StreamClock, Window, prequential
-from streamal.core.learner import ActiveLearner
-from streamal.core.messages import ClassSet, InvalidMessage
+from streamal.core.learner import ActiveLearner, LabelResult
+from streamal.core.messages import ClassSet, InvalidMessage, Label
 from streamal.presets import PRESETS, CardReport
 from streamal.service import build_learner
 
@@ -237,6 +237,20 @@ def evaluate(
     """
     active, clock = learner if learner is not None else make_learner(source, settings)
     events = _Counted(source, status)
+
+    def on_label(label: Label, result: LabelResult) -> None:
+        if card_report is not None:
+            card_report.on_label(label, result)
+        # A bought label that is a duplicate: an earlier event had the same id, so the pending
+        # store (as the service's) learned that id once and this label was lost, uncounted.
+        # (With chargebacks, one may have come first for the same event: a true duplicate.)
+        if label.source == "evaluator" and result.outcome == "duplicate" and chargeback is None:
+            raise SourceError(
+                f"{source.name}: two events have the id {label.event_id!r} (column "
+                f"{settings.id_field!r}); ids must be unique (--drop the column to number the "
+                "rows instead)"
+            )
+
     try:
         return prequential(
             events,
@@ -249,7 +263,7 @@ def evaluate(
             chargeback_delay_seconds=chargeback.seconds if chargeback else None,
             chargeback_negatives=chargeback_negatives,
             on_event=card_report.on_event if card_report else None,
-            on_label=card_report.on_label if card_report else None,
+            on_label=on_label,
         )
     except InvalidMessage as exc:
         raise SourceError(

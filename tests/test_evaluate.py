@@ -426,6 +426,24 @@ def test_unreadable_data_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "event 1: string feature 'a' too long (--drop the column?)" in err
 
 
+def test_repeated_event_ids_are_an_error_not_lost_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"event_id": i % 10, "x": (i * 37 % 100) / 100, "y": int(i % 3 == 0)} for i in range(500)
+    ]
+    repeated = write_csv(tmp_path / "ids.csv", iter(rows))
+    common = ["--data", str(repeated), "--target", "y", "--budget", "0.1"]
+    # Ten ids for 500 events: the pending store learns each id once and the other bought
+    # labels were lost, neither learned nor expired.
+    err = fails(common, capsys)
+    assert re.search(r"two events have the id '\d(\.0)?' \(column 'event_id'\)", err)
+    assert "--drop" in err
+    # Numbered rows instead: every bought label is learned.
+    doc = evaluate(tmp_path, *common, "--drop", "event_id", capsys=capsys)
+    assert doc["labels_learned"] == doc["labels_requested"] > 10
+
+
 def test_a_bad_label_delay_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["evaluate", "--data", "river:SEA", "--label-delay", "7 weeks"])
