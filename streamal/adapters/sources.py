@@ -396,7 +396,11 @@ def _csv_header(path: Path) -> list[str]:
         raise SourceError(f"{path}: cannot read: {exc}") from None
     if not header:
         raise SourceError(f"{path}: empty file, no header row")
-    header = [h.strip() for h in header]
+    return _unique([h.strip() for h in header], path)
+
+
+def _unique(header: list[str], path: Path) -> list[str]:
+    """``header``, unless a name repeats: rows become dicts, so one of the columns would be lost."""
     duplicates = {h for h in header if header.count(h) > 1}
     if duplicates:
         raise SourceError(f"{path}: repeated column names {_names(duplicates)}")
@@ -444,9 +448,10 @@ def _parquet_header(path: Path) -> list[str]:
     pq = _parquet()
     try:
         with pq.ParquetFile(path) as f:
-            return list(f.schema_arrow.names)
+            names = list(f.schema_arrow.names)
     except _parquet_errors() as exc:
         raise SourceError(f"{path}: cannot read as Parquet: {exc}") from None
+    return _unique(names, path)
 
 
 def _parquet_rows(path: Path, columns: list[str] | None, raw: str) -> Iterator[dict[str, Any]]:

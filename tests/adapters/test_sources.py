@@ -228,6 +228,18 @@ def test_parquet_timestamps_and_missing_values(tmp_path: Path) -> None:
     ]
 
 
+def test_repeated_parquet_column_names_are_an_error_as_in_csv(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.Table.from_arrays(
+        [pa.array([1, 2]), pa.array([3, 4]), pa.array([1, 0])], ["a", "a", "y"]
+    )
+    pq.write_table(table, tmp_path / "dup.parquet")
+    # Rows are dicts: one of the two columns was silently lost.
+    with pytest.raises(SourceError, match="repeated column names 'a'"):
+        open_source(str(tmp_path / "dup.parquet"), target="y")
+
+
 def test_river_datasets() -> None:
     phishing = open_source("river:phishing")
     assert phishing.positive == "true" and phishing.limit is None
