@@ -357,6 +357,8 @@ def _positive_class(
     with contextlib.closing(targets()) as values:
         for value in itertools.islice(values, SAMPLE_ROWS):
             seen.setdefault(_class_key(value), str(value).strip())
+    if not seen:  # neither --positive nor anything else could help: say what is wrong
+        raise SourceError(f"{data}: no rows with a value in the target column {target!r}")
     if positive is not None:
         if _class_key(positive) in seen:
             return positive

@@ -119,6 +119,14 @@ def test_a_rare_positive_class_is_found_past_the_sample(tmp_path: Path) -> None:
     assert sum(label for _, label in source) == 1  # "1.0" is the class "1"
 
 
+@pytest.mark.parametrize("positive", [None, "1"])
+def test_a_file_without_rows_says_so(tmp_path: Path, positive: str | None) -> None:
+    # It used to ask for --positive, which then "never occurs in column 'y'".
+    for text in ("x,y\n", "x,y\n\n\n", "x,y\n1,\n"):
+        with pytest.raises(SourceError, match="no rows with a value in the target column 'y'"):
+            open_source(str(write(tmp_path / "d.csv", text)), target="y", positive=positive)
+
+
 def test_an_empty_target_is_an_error(tmp_path: Path) -> None:
     source = open_source(str(write(tmp_path / "d.csv", "x,y\n1,1\n2,\n")), target="y")
     with pytest.raises(SourceError, match="row 2: the target 'y' is empty"):
