@@ -630,6 +630,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     except SourceError as exc:
         return _error(str(exc))
+    # Settings the service takes that a replay cannot honour, or that name no column: refused,
+    # not ignored (a --features of no column left the model no feature at all).
+    if settings.classes:
+        return _error(
+            "--classes (STREAMAL_CLASSES): evaluate scores the positive class against the rest; "
+            "choose it with --positive"
+        )
+    unknown = [name for name in settings.features or () if name not in source.columns]
+    if unknown:
+        return _error(f"--features: no column {', '.join(map(repr, unknown))} in {args.data}")
     window = args.window or recorded_window(settings.budget_window)
     if args.chargeback_delay is not None and args.chargeback_delay.seconds is None:
         return _error("--chargeback-delay is stream time (e.g. 7d)")

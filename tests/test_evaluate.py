@@ -402,6 +402,9 @@ def test_a_plot_name_matplotlib_cannot_write_is_refused_before_the_run(
         ),
         (["--target", "fraud", "--chargeback-negatives"], "needs --chargeback-delay"),
         (["--target", "fraud", "--fraud-rate", "0.1"], "synthetic:transactions only"),
+        # Service settings a replay would have ignored.
+        (["--target", "fraud", "--classes", "low,mid,high"], "--classes.*--positive"),
+        (["--target", "fraud", "--features", "amount,nope"], "--features: no column 'nope'"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(
