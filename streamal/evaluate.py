@@ -640,6 +640,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     unknown = [name for name in settings.features or () if name not in source.columns]
     if unknown:
         return _error(f"--features: no column {', '.join(map(repr, unknown))} in {args.data}")
+    if settings.card_field:
+        # The card features would be those of one card, None, or (without event times) of
+        # every transaction at 1970-01-01, for ever in their windows.
+        if settings.card_field not in source.columns:
+            return _error(f"--card-field: no column {settings.card_field!r} in {args.data}")
+        if settings.time_field not in source.columns:
+            return _error(
+                "--card-field: the card and terminal features need event times: --time-column"
+            )
     window = args.window or recorded_window(settings.budget_window)
     if args.chargeback_delay is not None and args.chargeback_delay.seconds is None:
         return _error("--chargeback-delay is stream time (e.g. 7d)")

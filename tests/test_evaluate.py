@@ -405,6 +405,11 @@ def test_a_plot_name_matplotlib_cannot_write_is_refused_before_the_run(
         # Service settings a replay would have ignored.
         (["--target", "fraud", "--classes", "low,mid,high"], "--classes.*--positive"),
         (["--target", "fraud", "--features", "amount,nope"], "--features: no column 'nope'"),
+        (["--target", "fraud", "--card-field", "nope"], "--card-field: no column 'nope'"),
+        (
+            ["--target", "fraud", "--card-field", "category", "--time-field", "when"],
+            "--card-field: .* need event times: --time-column",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(
