@@ -108,7 +108,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--rate",
         type=non_negative,
-        default=0.0,
         help="Events per second to Kafka; 0 = as fast as possible [0].",
     )
 
@@ -238,6 +237,11 @@ def _error(message: str, code: int = 1) -> int:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Generate the stream and write it to the file or the topic; prints a one-line summary."""
+    # Each belongs to one of the two outputs: refused with the other, not ignored.
+    if args.out is None and args.handbook_columns:
+        return _error("--handbook-columns names the columns of a file: it needs --out", 2)
+    if args.out is not None and args.rate is not None:
+        return _error("--rate paces the events sent to Kafka: a file is written at once", 2)
     try:
         config = simulator_config(args, settings)
     except ValueError as exc:
@@ -256,7 +260,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             n = write_file(args.out, counted(), config, args.handbook_columns)
             where = str(args.out)
         else:
-            n, failed = produce(settings, counted(), args.rate)
+            n, failed = produce(settings, counted(), args.rate or 0.0)
             where = f"topic {settings.topic_transactions!r}"
     except OSError as exc:
         return _error(f"cannot write the output: {exc}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -57,6 +58,28 @@ def test_an_unknown_file_type_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["simulate", *SMALL, "--out", str(tmp_path / "tx.parquet")])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--handbook-columns"], "--handbook-columns .* needs --out"),
+        (["--rate", "100", "--out", "tx.csv"], "--rate paces the events sent to Kafka"),
+    ],
+)
+def test_an_option_of_the_other_output_is_refused_not_ignored(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # Nothing listens here: the command must stop before it tries to produce.
+    argv = ["simulate", *SMALL, "--bootstrap-servers", "127.0.0.1:1", "--no-create-topics"]
+    assert main([*argv, *args]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "tx.csv").exists()
 
 
 def test_an_unwritable_file_is_an_error_on_stderr(
