@@ -242,6 +242,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return _error("--handbook-columns names the columns of a file: it needs --out", 2)
     if args.out is not None and args.rate is not None:
         return _error("--rate paces the events sent to Kafka: a file is written at once", 2)
+    try:  # times past 9999-12-31 are no times (the handbook columns' dates cannot be written)
+        args.start + dt.timedelta(days=args.days - 1)
+    except OverflowError:
+        return _error(f"--start {args.start} with --days {args.days} ends after 9999-12-31", 2)
     try:
         config = simulator_config(args, settings)
     except ValueError as exc:

@@ -82,6 +82,19 @@ def test_an_option_of_the_other_output_is_refused_not_ignored(
     assert not (tmp_path / "tx.csv").exists()
 
 
+@pytest.mark.parametrize("handbook", [[], ["--handbook-columns"]])
+def test_days_past_the_year_9999_are_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], handbook: list[str]
+) -> None:
+    # They ended in a ValueError traceback (handbook dates), or wrote times no reader takes.
+    out = tmp_path / "tx.csv"
+    argv = ["simulate", "--customers", "50", "--terminals", "100", "--out", str(out)]
+    assert main([*argv, "--start", "9999-12-30", "--days", "5", *handbook]) == 2
+    assert "ends after 9999-12-31" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*argv, "--start", "9999-12-30", "--days", "2", *handbook]) == 0
+
+
 def test_an_unwritable_file_is_an_error_on_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
