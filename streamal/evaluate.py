@@ -614,6 +614,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 out.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 return _error(f"cannot write {out}: {exc}")
+            if out.is_dir():  # found now, not after a run of an hour
+                return _error(f"cannot write {out}: it is a directory")
     if args.time_column is not None:
         settings = settings.model_copy(update={"time_field": args.time_column})
     console = Console()

@@ -434,6 +434,17 @@ def test_unreadable_data_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "event 1: string feature 'a' too long (--drop the column?)" in err
 
 
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_an_output_that_is_a_directory_is_refused_before_the_run(
+    tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    (tmp_path / "out.png").mkdir()
+    err = fails(["--data", "river:SEA", "--limit", "300", flag, str(tmp_path / "out.png")], capsys)
+    assert "it is a directory" in err
+    assert capsys.readouterr().out == ""  # no run, no summary
+
+
 def test_repeated_event_ids_are_an_error_not_lost_labels(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
