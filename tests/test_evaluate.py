@@ -445,6 +445,23 @@ def test_an_output_that_is_a_directory_is_refused_before_the_run(
     assert capsys.readouterr().out == ""  # no run, no summary
 
 
+def test_a_bought_label_and_a_chargeback_due_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Reviewers and chargebacks both an hour late: an event's two labels fall due at once.
+    # The heap of due labels then compared the Label objects: a TypeError traceback.
+    rows = ({"t": 1_700_000_000 + 10 * i, "x": i % 7, "y": int(i % 5 > 0)} for i in range(2000))
+    data = write_csv(tmp_path / "timed.csv", rows)
+    doc = evaluate(
+        tmp_path,
+        *("--data", str(data), "--target", "y", "--time-column", "t", "--strategy", "random"),
+        *("--budget", "0.5", "--label-delay", "1h", "--chargeback-delay", "1h"),
+        capsys=capsys,
+    )
+    # The bought label comes first, so every one is learned (the chargeback is the duplicate).
+    assert doc["labels_learned"] == doc["labels_requested"] > 500
+
+
 def test_repeated_event_ids_are_an_error_not_lost_labels(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

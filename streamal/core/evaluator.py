@@ -231,7 +231,9 @@ def prequential(
     positive = learner.model.positive
     report = Report(spend_window=spend_window)
     due_events: deque[tuple[int, Label, str, bool]] = deque()
-    due_times: list[tuple[float, int, Label, str, bool]] = []
+    # (due, event index, 0 for a bought label / 1 for a chargeback, ...): an event's bought label
+    # and its chargeback may fall due together, and Labels do not compare.
+    due_times: list[tuple[float, int, int, Label, str, bool]] = []
     current = Window(start=0)
     recent_requests: deque[int] = deque()
     scores = array("d")
@@ -268,7 +270,7 @@ def prequential(
             deliver(label, lane, right_then)
         if by_time and now is not None:
             while due_times and due_times[0][0] <= now:
-                _, _, label, lane, right_then = heapq.heappop(due_times)
+                _, _, _, label, lane, right_then = heapq.heappop(due_times)
                 deliver(label, lane, right_then)
         event_id = str(event.get(schema.id_field, i))
         txn = Transaction(event_id, now, extract_features(event, schema), dict(event))
@@ -294,7 +296,8 @@ def prequential(
                 delayed = Label(
                     event_id, truth, source, event=dict(event), features=dict(txn.features)
                 )
-                heapq.heappush(due_times, (now + chargeback_delay_seconds, i, delayed, "", right))
+                due = now + chargeback_delay_seconds
+                heapq.heappush(due_times, (due, i, 1, delayed, "", right))
         decision = scored.decision
         while recent_requests and recent_requests[0] <= i - spend_window:
             recent_requests.popleft()
@@ -306,7 +309,7 @@ def prequential(
             recent_requests.append(i)
             label = Label(event_id, truth, "evaluator")
             if label_delay_seconds is not None and now is not None:
-                heapq.heappush(due_times, (now + label_delay_seconds, i, label, reason, right))
+                heapq.heappush(due_times, (now + label_delay_seconds, i, 0, label, reason, right))
             else:
                 due_events.append((i + 1 + label_delay, label, reason, right))
         # Spend over the last ``spend_window`` events (a partial first window counts as whole).
@@ -314,7 +317,7 @@ def prequential(
         report.events += 1
     for _, label, lane, right_then in due_events:
         deliver(label, lane, right_then)
-    for due, _, label, lane, right_then in sorted(due_times, key=lambda d: (d[0], d[1])):
+    for due, _, _, label, lane, right_then in sorted(due_times, key=lambda d: d[:3]):
         if clock is not None:
             learner.pending.expire(due)
         deliver(label, lane, right_then)
