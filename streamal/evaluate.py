@@ -19,7 +19,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -34,9 +34,9 @@ from streamal.adapters.sources import Pair, Source, SourceError, open_source
 from streamal.argtypes import fraction, positive_int
 from streamal.config import Settings
 from streamal.core.evaluator import Report, StreamClock, Window, prequential
-from streamal.core.learner import ActiveLearner, LabelResult
+from streamal.core.learner import ActiveLearner, LabelResult, Scored
 from streamal.core.messages import ClassSet, InvalidMessage, Label
-from streamal.presets import PRESETS, CardReport
+from streamal.presets import PRESETS, CardReport, DayOutOfOrder
 from streamal.service import build_learner
 
 __all__ = [
@@ -238,6 +238,13 @@ def evaluate(
     active, clock = learner if learner is not None else make_learner(source, settings)
     events = _Counted(source, status)
 
+    def on_event(event: Mapping[str, Any], truth: Hashable, scored: Scored) -> None:
+        assert card_report is not None
+        try:
+            card_report.on_event(event, truth, scored)
+        except DayOutOfOrder as exc:
+            raise SourceError(f"{source.name}: event {events.count}: {exc}") from None
+
     def on_label(label: Label, result: LabelResult) -> None:
         if card_report is not None:
             card_report.on_label(label, result)
@@ -262,7 +269,7 @@ def evaluate(
             spend_window=settings.budget_window,
             chargeback_delay_seconds=chargeback.seconds if chargeback else None,
             chargeback_negatives=chargeback_negatives,
-            on_event=card_report.on_event if card_report else None,
+            on_event=on_event if card_report else None,
             on_label=on_label,
         )
     except InvalidMessage as exc:

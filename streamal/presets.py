@@ -19,7 +19,7 @@ from streamal.core.fraud_metrics import DailyCardMetrics, auc
 from streamal.core.learner import LabelResult, Scored
 from streamal.core.messages import Label
 
-__all__ = ["PRESETS", "CardReport", "Preset"]
+__all__ = ["PRESETS", "CardReport", "DayOutOfOrder", "Preset"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,10 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+class DayOutOfOrder(ValueError):
+    """An event of a day already closed: the daily figures need the events in time order."""
+
+
 def _shift(day: date, days: float) -> str:
     return date.fromordinal(day.toordinal() + math.floor(days)).isoformat()
 
@@ -95,6 +99,7 @@ class CardReport:
     daily: DailyCardMetrics = field(init=False)
     _cards: dict[str, Hashable] = field(default_factory=dict)
     _window: dict[str, tuple[list[float], list[bool]]] = field(default_factory=dict)
+    _today: str | None = None
 
     def __post_init__(self) -> None:
         # As the handbook's test week: the cards known compromised are those whose fraud was
@@ -115,6 +120,14 @@ class CardReport:
         if not isinstance(t, int | float):
             return
         day = _day(float(t))
+        # A day is closed when the next begins: a late event would open it again as a second
+        # entry (three days reported as seven, card precision@k averaged over the pieces).
+        if self._today is not None and day < self._today:
+            raise DayOutOfOrder(
+                f"time {self.time_field!r} goes back to {day} after {self._today} began: the "
+                "daily card report needs the events in time order (sort the data by time)"
+            )
+        self._today = day
         card = event.get(self.card_field)
         fraud = truth == self.positive
         amount = float(event.get(self.amount_field) or 0.0)

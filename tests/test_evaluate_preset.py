@@ -105,3 +105,27 @@ def test_a_setting_given_wins_over_the_preset_as_flag_or_environment_variable(
     assert (settings.budget, settings.model) == (0.05, "logreg")
     # What neither gave comes from the preset.
     assert (settings.strategy, settings.card_field) == ("fraud", "CUSTOMER_ID")
+
+
+def test_an_event_of_a_day_already_closed_is_an_error_not_a_second_day(tmp_path: Path) -> None:
+    day = 86_400
+    start = 1_700_006_400 - 1_700_006_400 % day
+    rows = ["t,card,amount,y"]
+    for i in range(600):
+        t = start + (i // 200) * day + (i % 200) * 60
+        if i == 250:
+            t -= day  # one late event of the day before
+        rows.append(f"{t},{i % 40},{10 + i % 13},{int(i % 9 == 0)}")
+    data = tmp_path / "late.csv"
+    data.write_text("\n".join(rows) + "\n")
+    argv = ["evaluate", "--data", str(data), "--target", "y", "--time-column", "t"]
+    argv += ["--card-field", "card", "--cards-per-day", "5", "--json", str(tmp_path / "r.json")]
+    # It was reported as five days (the second one twice), averaged over the pieces.
+    assert main(argv) == 2
+    assert not (tmp_path / "r.json").exists()
+    # In time order, three days.
+    ordered = [rows[0], *sorted(rows[1:], key=lambda r: int(r.split(",")[0]))]
+    data.write_text("\n".join(ordered) + "\n")
+    assert main(argv) == 0
+    per_day = json.loads((tmp_path / "r.json").read_text())["fraud"]["per_day"]
+    assert [d["transactions"] for d in per_day] == [201, 199, 200]
