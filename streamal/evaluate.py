@@ -53,6 +53,9 @@ __all__ = [
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smhd])")
+#: Label sources of a replay: bought labels, and with --chargeback-delay the chargebacks and
+#: (--chargeback-negatives) the silence taken for genuine.
+LABEL_SOURCES = ("evaluator", "chargeback", "no_chargeback")
 #: Events between progress updates on a terminal.
 PROGRESS_EVERY = 10_000
 
@@ -649,6 +652,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     unknown = [name for name in settings.features or () if name not in source.columns]
     if unknown:
         return _error(f"--features: no column {', '.join(map(repr, unknown))} in {args.data}")
+    # The labels of a replay come from three sources only: a weight for any other (reviewer,
+    # say, as in production) would be accepted and never applied.
+    named = {item.partition("=")[0].strip() for item in settings.source_weights}
+    if named - set(LABEL_SOURCES):
+        return _error(
+            f"--source-weights: no labels come from {', '.join(sorted(named - set(LABEL_SOURCES)))}"
+            f" in evaluate; its sources are {', '.join(LABEL_SOURCES)} (the bought labels)"
+        )
     if settings.card_field:
         # The card features would be those of one card, None, or (without event times) of
         # every transaction at 1970-01-01, for ever in their windows.

@@ -407,6 +407,10 @@ def test_a_plot_name_matplotlib_cannot_write_is_refused_before_the_run(
         (["--target", "fraud", "--features", "amount,nope"], "--features: no column 'nope'"),
         (["--target", "fraud", "--card-field", "nope"], "--card-field: no column 'nope'"),
         (
+            ["--target", "fraud", "--source-weights", "reviewer=2,chargeback=0.5"],
+            "--source-weights: no labels come from reviewer in evaluate; its sources are evaluator",
+        ),
+        (
             ["--target", "fraud", "--card-field", "category", "--time-field", "when"],
             "--card-field: .* need event times: --time-column",
         ),
