@@ -206,7 +206,9 @@ def open_source(
             source = _river(data, name, limit, seed)
         elif name.casefold() == "transactions":
             n = limit or GENERATED_LENGTH
-            source = _generated(data, lambda: drifting_transactions(n, fraud_rate, seed=seed))
+            made = _generated(data, lambda: drifting_transactions(n, fraud_rate, seed=seed))
+            # Its length is the limit, as for River's generators (the JSON's config says so).
+            source = Source(made.name, made.columns, made.positive, made.read, limit=n)
         else:
             raise SourceError(
                 f"unknown source {data!r}; the synthetic one is synthetic:transactions"

@@ -259,6 +259,7 @@ def test_river_datasets() -> None:
     assert rows(sea) == rows(open_source("river:SEA", limit=50, seed=3))
     assert rows(sea) != rows(open_source("river:SEA", limit=50, seed=4))
     assert open_source("river:Agrawal").limit == 20_000  # endless generators get a length
+    assert open_source("synthetic:transactions").limit == 20_000  # as the demo's stream
     drift = rows(open_source("river:Agrawal-drift", limit=400, seed=1))
     assert len(drift) == 400 and all(isinstance(label, bool) for _, label in drift)
 
