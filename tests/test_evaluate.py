@@ -350,11 +350,12 @@ def test_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "curve.png" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["curve.foo", "curve"])
+@pytest.mark.parametrize("name", ["curve.foo", "curve", "curve.pgf"])
 def test_a_plot_name_matplotlib_cannot_write_is_refused_before_the_run(
-    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("matplotlib")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no TeX, so no .pgf
     out = tmp_path / "out.json"
     args = ["--data", "river:SEA", "--limit", "300", "--json", str(out)]
     err = fails([*args, "--plot", str(tmp_path / name)], capsys)

@@ -7,6 +7,7 @@ for, on the file backend so that no display is needed.
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,15 @@ def pyplot() -> Any:
 
 def file_formats() -> set[str]:
     """The file extensions matplotlib can save to (``png``, ``pdf``, ``svg``...), so a command
-    can refuse an output name before an hour-long run rather than fail at the end of it."""
+    can refuse an output name before an hour-long run rather than fail at the end of it.
+    ``pgf`` only where its TeX system is installed (matplotlib runs it to save one)."""
+    import matplotlib
     from matplotlib.backend_bases import FigureCanvasBase
 
-    return set(FigureCanvasBase.get_supported_filetypes())
+    formats = set(FigureCanvasBase.get_supported_filetypes())
+    if shutil.which(matplotlib.rcParams["pgf.texsystem"]) is None:
+        formats.discard("pgf")
+    return formats
 
 
 @contextlib.contextmanager
