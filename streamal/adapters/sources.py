@@ -418,6 +418,7 @@ def _csv_rows(path: Path, columns: list[str] | None, raw: str) -> Iterator[dict[
         with _open_text(path) as f:
             reader = csv.reader(f)
             header = [h.strip() for h in next(reader, [])]
+            line = reader.line_num
             keep = [i for i, h in enumerate(header) if columns is None or h in columns]
             width = len(header)
             for fields in reader:

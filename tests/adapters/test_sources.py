@@ -187,6 +187,15 @@ def test_unreadable_files(tmp_path: Path) -> None:
         open_source(str(tmp_path / "notgz.csv.gz"), target="y")
 
 
+def test_an_unreadable_row_is_placed_after_the_last_good_line(tmp_path: Path) -> None:
+    # A cell beyond the csv module's field limit on line 3: "after line 0" it said when it
+    # came right after the header.
+    for good, expected in ((0, "after line 1:"), (1, "after line 2:")):
+        text = "a,y\n" + "1,1\n" * good + "x" * 200_000 + ",1\n"
+        with pytest.raises(SourceError, match=expected):
+            rows(open_source(str(write(tmp_path / "big.csv", text)), target="y"))
+
+
 def test_parquet_reads_like_csv(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
