@@ -649,9 +649,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "--classes (STREAMAL_CLASSES): evaluate scores the positive class against the rest; "
             "choose it with --positive"
         )
-    unknown = [name for name in settings.features or () if name not in source.columns]
+    never = {*source.drop, settings.time_field, settings.id_field}
+    unknown = [f for f in settings.features or () if f not in source.columns or f in never]
     if unknown:
-        return _error(f"--features: no column {', '.join(map(repr, unknown))} in {args.data}")
+        return _error(
+            f"--features: {', '.join(map(repr, unknown))}: no feature column of {args.data} "
+            "(not a column, or dropped, or the time or id field)"
+        )
     # The labels of a replay come from three sources only: a weight for any other (reviewer,
     # say, as in production) would be accepted and never applied.
     named = {item.partition("=")[0].strip() for item in settings.source_weights}

@@ -405,7 +405,12 @@ def test_a_plot_name_matplotlib_cannot_write_is_refused_before_the_run(
         (["--target", "fraud", "--fraud-rate", "0.1"], "synthetic:transactions only"),
         # Service settings a replay would have ignored.
         (["--target", "fraud", "--classes", "low,mid,high"], "--classes.*--positive"),
-        (["--target", "fraud", "--features", "amount,nope"], "--features: no column 'nope'"),
+        (["--target", "fraud", "--features", "amount,nope"], "--features: 'nope': no feature"),
+        (
+            ["--target", "fraud", "--features", "amount,leak", "--drop", "leak"],
+            "--features: 'leak': no feature column",
+        ),
+        (["--target", "fraud", "--features", "timestamp"], "--features: 'timestamp': no feature"),
         (["--target", "fraud", "--card-field", "nope"], "--card-field: no column 'nope'"),
         (
             ["--target", "fraud", "--source-weights", "reviewer=2,chargeback=0.5"],
