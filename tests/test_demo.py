@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,10 +41,13 @@ def no_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_env")
 def test_demo_runs_the_card_simulator_and_compares_with_random(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No broker configured: the demo must start its own embedded broker.
     plot = tmp_path / "c.png"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the broker keeps its log
     code = main(
         [
             "demo",
@@ -89,6 +93,8 @@ def test_demo_runs_the_card_simulator_and_compares_with_random(
     assert all(int(c.replace(",", "")) > 0 for c in _row(out, "labels learned: chargeback"))
     assert len(_row(out, "10")) == 6  # the last day: txns, frauds, fraud cards, three runs
     assert "curves:" in out
+    # The embedded broker's log folder goes with a run that went well.
+    assert not list(scratch.glob("streamal-broker-*"))
 
 
 @pytest.mark.kafka

@@ -152,11 +152,14 @@ def _live(
             from streamal.adapters.broker import EmbeddedBroker
 
             broker = EmbeddedBroker()
-            stack.callback(broker.stop)
             try:
-                broker.start()
+                # As a context: stopped at the end, and its log folder removed unless the run
+                # failed (then the log is the first thing to read).
+                stack.enter_context(broker)
             except (RuntimeError, OSError) as exc:
-                console.print(f"[red]cannot start the embedded broker: {exc}")
+                console.print(
+                    f"[red]cannot start the embedded broker: {exc} (log: {broker.log_path})"
+                )
                 return 1
             settings = settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
             console.print(f"embedded broker (tansu) on [bold]{broker.bootstrap_servers}[/]")
