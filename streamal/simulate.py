@@ -165,6 +165,7 @@ def file_rows(
 
 
 def _open(path: Path) -> IO[str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.name.lower().endswith(".gz"):
         return gzip.open(path, "wt", encoding="utf-8", newline="", compresslevel=6)
     return path.open("w", encoding="utf-8", newline="")

@@ -44,7 +44,7 @@ def test_writes_a_csv_gz_with_the_truth_that_reads_back_as_the_stream(
 
 
 def test_handbook_columns_in_json_lines_and_a_limit(tmp_path: Path) -> None:
-    out = tmp_path / "tx.jsonl"
+    out = tmp_path / "new" / "tx.jsonl"  # a folder that does not exist yet, as evaluate's --json
     assert main(["simulate", *SMALL, "--limit", "50", "--handbook-columns", "--out", str(out)]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 50
