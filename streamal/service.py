@@ -34,7 +34,12 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 
 from streamal.adapters import checkpoint
 from streamal.adapters.kafka import (
@@ -193,6 +198,14 @@ def gate_from_settings(
 def gate_settings(settings: Settings) -> dict[str, Any]:
     """What a checkpoint records of the gate's settings, to tell whether they changed."""
     return {name: getattr(settings, name) for name in GATE_SETTINGS}
+
+
+#: Produce errors that a retry cannot cure for the record that caused them.
+REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordListTooLargeError)
+
+
+def _for_good(future: Any) -> bool:
+    return isinstance(future.exception, REFUSED_FOR_GOOD)
 
 
 class Service:
@@ -775,6 +788,7 @@ class Service:
         observe = m.event_seconds.observe
         scored_count = invalid_count = 0
         futures = []
+        outputs = []  # (future, record) of every score and review request sent
         perf = time.perf_counter
         for records in batch.values():
             for record in records:
@@ -809,30 +823,50 @@ class Service:
                 key = txn.event_id.encode()
                 proba = scored.proba
                 probabilities = {name: proba[c] for c, name in names}
-                if emit_scores:
-                    value = score_message(
-                        txn.event_id, probabilities, scored.risk, decision.ask, scored.model_version
-                    )
-                    futures.append(send(topic_scores, key=key, value=value))
-                if decision.ask:
-                    reason = decision.reason
-                    assert reason is not None
-                    value = review_message(
-                        txn,
-                        probabilities,
-                        scored.predicted,
-                        reason,
-                        decision.probability,
-                        decision.uncertainty,
-                        scored.model_version,
-                        time.time(),
-                    )
-                    futures.append(send(topic_reviews, key=key, value=value))
-                    m.requests[reason].inc()
+                try:
+                    if emit_scores:
+                        value = score_message(
+                            txn.event_id,
+                            probabilities,
+                            scored.risk,
+                            decision.ask,
+                            scored.model_version,
+                        )
+                        outputs.append((send(topic_scores, key=key, value=value), record))
+                    if decision.ask:
+                        reason = decision.reason
+                        assert reason is not None
+                        value = review_message(
+                            txn,
+                            probabilities,
+                            scored.predicted,
+                            reason,
+                            decision.probability,
+                            decision.uncertainty,
+                            scored.model_version,
+                            time.time(),
+                        )
+                        outputs.append((send(topic_reviews, key=key, value=value), record))
+                        m.requests[reason].inc()
+                except REFUSED_FOR_GOOD as exc:  # larger than the producer may send
+                    invalid_count += 1
+                    futures.append(self._dead_letter_refused(record, exc))
+                    continue
                 scored_count += 1
                 if timed:
                     observe(perf() - started)
         self._wait_alive(producer.flush, timeout=1.0)
+        # A score or review request the broker refuses for good (larger than it accepts) would
+        # be refused again at every replay of the batch, stalling the stream for ever: its
+        # transaction goes to the dead-letter topic instead, and the batch goes on.
+        refused = {id(r): (f, r) for f, r in outputs if f.failed() and _for_good(f)}
+        for future, record in refused.values():
+            futures.append(self._dead_letter_refused(record, future.exception))
+        if refused:
+            invalid_count += len(refused)
+            scored_count -= len(refused)
+            self._wait_alive(producer.flush, timeout=1.0)
+        futures += (f for f, r in outputs if id(r) not in refused)
         if any(f.failed() for f in futures):
             # Not acknowledged: do not commit; process the batch again from its first record.
             log.error("produce failed for part of a batch; it will be processed again")
@@ -882,6 +916,15 @@ class Service:
         m.set_lag(lags)
 
     # ------------------------------------------------------------------ shared
+
+    def _dead_letter_refused(self, record: Any, exc: BaseException) -> Any:
+        """Dead-letter a transaction whose score or review request Kafka refuses for good."""
+        name = type(exc).__name__
+        log.warning(
+            "output refused at %s/%s (%s): dead-lettered", record.partition, record.offset, name
+        )
+        detail = f"its score or review request was refused: {name}"
+        return self._dead_letter(record, "oversize", detail, "transactions")
 
     def _dead_letter(self, record: Any, reason: str, detail: str, kind: str) -> Any:
         self.metrics.dead_letters.labels(kind, reason).inc()

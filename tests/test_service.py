@@ -3,12 +3,18 @@ housekeeping counts."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 
 import pytest
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import TopicAuthorizationFailedError
+from kafka.errors import (
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    TopicAuthorizationFailedError,
+)
 from kafka.future import Future
 from prometheus_client import generate_latest
 
@@ -159,3 +165,90 @@ def test_a_label_is_passed_only_once_its_dead_letter_is_written(value: bytes, so
         "streamal_labels_total", {"source": source, "outcome": "invalid"}
     )
     assert counted == 1  # once, not once per attempt
+
+
+class _Consumer:
+    """The events loop's consumer calls after a batch: commit it, or seek back to replay it."""
+
+    def __init__(self) -> None:
+        self.committed = 0
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def commit(self, timeout_ms: float) -> None:
+        self.committed += 1
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+class _RefusingProducer:
+    """Refuses every record sent to ``topic`` with ``error``, raised by send() when ``at_send``
+    (the producer's own size check) or as the failed future of the broker's answer."""
+
+    def __init__(self, topic: str, error: Exception, at_send: bool = False) -> None:
+        self.topic, self.error, self.at_send = topic, error, at_send
+        self.sent: list[tuple[str, bytes]] = []
+
+    def send(self, topic: str, key: bytes, value: bytes) -> Future:
+        if topic == self.topic:
+            if self.at_send:
+                raise self.error
+            return Future().failure(self.error)
+        self.sent.append((topic, value))
+        return Future().success(None)
+
+    def flush(self, timeout: float) -> None:
+        pass
+
+
+def _batch(n: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+    records = []
+    for i in range(n):
+        value = json.dumps({"event_id": f"e{i}", "amount": float(i)}).encode()
+        records.append(
+            ConsumerRecord(
+                "transactions", 0, -1, 100 + i, 0, 0, None, value, [], None, -1, len(value), -1
+            )
+        )
+    return {TopicPartition("transactions", 0): records}
+
+
+@pytest.mark.parametrize("at_send", [False, True], ids=["by the broker", "by the producer"])
+def test_an_output_refused_for_good_dead_letters_its_transaction_and_the_batch_goes_on(
+    at_send: bool,
+) -> None:
+    """A review request larger than the broker accepts is refused at every attempt: replaying
+    the batch (right for an outage) would stall the stream for ever. Its transaction is
+    dead-lettered (oversize) and the rest of the batch is scored and committed."""
+    service = Service(Settings(budget=1.0, strategy="random"))  # every event asks for a review
+    producer = _RefusingProducer("reviews", MessageSizeTooLargeError("too large"), at_send)
+    service._producer = producer
+    consumer = _Consumer()
+    service._process_batch(consumer, _batch(3))
+    assert consumer.committed == 1 and not consumer.seeks
+    letters = [json.loads(v) for t, v in producer.sent if t == "dead-letter"]
+    assert [(d["reason"], d["source_offset"]) for d in letters] == [
+        ("oversize", 100),
+        ("oversize", 101),
+        ("oversize", 102),
+    ]
+    assert "MessageSizeTooLargeError" in letters[0]["error"]
+    sample = service.metrics.registry.get_sample_value
+    assert (
+        sample("streamal_dead_letters_total", {"input": "transactions", "reason": "oversize"}) == 3
+    )
+    assert sample("streamal_events_total", {"outcome": "invalid"}) == 3
+    assert sample("streamal_events_total", {"outcome": "scored"}) == 0
+
+
+def test_an_output_refused_for_a_while_replays_the_batch() -> None:
+    """An error a retry may cure (a leader moving, an outage) replays the batch, dead-letters
+    nothing and commits nothing: no transaction is lost."""
+    service = Service(Settings(budget=1.0, strategy="random"))
+    producer = _RefusingProducer("reviews", NotLeaderForPartitionError())
+    service._producer = producer
+    consumer = _Consumer()
+    service._process_batch(consumer, _batch(2))
+    assert consumer.committed == 0
+    assert consumer.seeks == [(TopicPartition("transactions", 0), 100)]
+    assert not [t for t, _ in producer.sent if t == "dead-letter"]
