@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from kafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streamal import __version__
@@ -28,12 +28,20 @@ __all__ = ["create_app"]
 
 
 class LabelIn(BaseModel):
-    """A label for one event, as a reviewer tool or a chargeback feed sends it."""
+    """A label for one event, as a reviewer tool or a chargeback feed sends it.
 
-    event_id: str | int = Field(description="Id of the labelled transaction.")
-    label: bool | int | str = Field(description="Class: true/false (or 1/0) unless configured.")
-    source: str = Field("api", min_length=1, max_length=32, description="Who labelled it.")
-    labelled_at: float | str | None = Field(None, description="Epoch seconds or ISO-8601.")
+    Strict types: lax coercion would turn ``"event_id": true`` into event "1" and ``"label": 1.0``
+    into a class, where the labels topic refuses both; the API must not accept more than it does.
+    """
+
+    event_id: StrictStr | StrictInt = Field(description="Id of the labelled transaction.")
+    label: StrictBool | StrictInt | StrictStr = Field(
+        description="Class: true/false (or 1/0) unless configured."
+    )
+    source: StrictStr = Field("api", min_length=1, max_length=32, description="Who labelled it.")
+    labelled_at: StrictFloat | StrictInt | StrictStr | None = Field(
+        None, description="Epoch seconds or ISO-8601."
+    )
     event: dict[str, Any] | None = Field(
         None, description="The transaction itself, to learn a label that was never requested."
     )

@@ -90,3 +90,35 @@ def test_model_shows_the_class_mix_and_its_weights() -> None:
     # 8 labels, 2 classes: (8 / (2 * 2)) ** 0.5 and (8 / (2 * 6)) ** 0.5
     assert balance["weights"]["true"] == pytest.approx(2**0.5)
     assert balance["weights"]["false"] == pytest.approx((2 / 3) ** 0.5)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"event_id": True, "label": True},  # would label event "1"
+        {"event_id": 1.0, "label": True},  # likewise
+        {"event_id": "e1", "label": 1.0},  # the labels topic calls this an unknown class
+        {"event_id": "e1", "label": True, "labelled_at": True},  # would be 1970
+    ],
+    ids=["id-bool", "id-float", "label-float", "time-bool"],
+)
+def test_labels_of_the_wrong_type_are_refused_not_coerced(
+    monkeypatch: pytest.MonkeyPatch, body: dict[str, object]
+) -> None:
+    """What the labels topic refuses, POST /v1/labels must not coerce into another event or class.
+
+    The broker is never reached here: ``submit_label`` records what would have been written.
+    """
+    service = Service(Settings())
+    submitted: list[object] = []
+
+    def record(label: object) -> dict[str, object]:
+        submitted.append(label)
+        return {"topic": "labels", "partition": 0, "offset": 0}
+
+    monkeypatch.setattr(service, "submit_label", record)
+    app = create_app(service, manage_lifecycle=False)
+    response = _call(app, "POST", "/v1/labels", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid request body"
+    assert submitted == []
