@@ -48,7 +48,11 @@ class LabelIn(BaseModel):
 
 
 class BudgetIn(BaseModel):
-    fraction: float = Field(gt=0.0, le=1.0, description="Share of events sent to review.")
+    """A new budget; strict, because lax parsing read ``true`` as 1.0 (every event to review)."""
+
+    fraction: float = Field(
+        gt=0.0, le=1.0, strict=True, description="Share of events sent to review."
+    )
 
 
 class _TooLarge(BaseException):  # noqa: N818

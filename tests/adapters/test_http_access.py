@@ -122,3 +122,15 @@ def test_labels_of_the_wrong_type_are_refused_not_coerced(
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "invalid request body"
     assert submitted == []
+
+
+@pytest.mark.parametrize("fraction", [True, "0.5", None])
+def test_budget_of_the_wrong_type_is_refused(fraction: object) -> None:
+    """``{"fraction": true}`` is not 100 % of the stream sent to review."""
+    service = Service(Settings(budget=0.02))
+    app = create_app(service, manage_lifecycle=False)
+    response = _call(app, "PUT", "/v1/budget", json={"fraction": fraction})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid request body"
+    assert service.learner.gate.budget.fraction == 0.02
+    assert service.metrics.registry.get_sample_value("streamal_label_budget_ratio") == 0.02

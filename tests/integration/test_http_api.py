@@ -286,7 +286,7 @@ def _change_budget(client: httpx.Client, service: Service) -> None:
     assert client.get("/v1/budget").json()["fraction"] == 0.05
     assert metric_sum(client.get("/metrics").text, "streamal_label_budget_ratio") == 0.05
 
-    for bad in (2, -1, 0, "lots"):
+    for bad in (2, -1, 0, "lots", True, "0.5"):
         response = client.put("/v1/budget", json={"fraction": bad})
         assert response.status_code == 422, (bad, response.text)
         assert response.json()["error"] == "invalid request body"
