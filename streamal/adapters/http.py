@@ -141,7 +141,11 @@ def create_app(service: Service, manage_lifecycle: bool = True) -> FastAPI:
             )
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        route = getattr(request.scope.get("route"), "path", None)
+        if request.method == "POST" and route == "/v1/labels":
+            # A refused label is bad input like one refused on the labels topic: counted.
+            service.metrics.count_label("other", "invalid")
         errors = [
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
             for e in exc.errors()
@@ -167,6 +171,7 @@ def create_app(service: Service, manage_lifecycle: bool = True) -> FastAPI:
         try:
             written = service.submit_label(body.model_dump(exclude_none=True))
         except InvalidMessage as exc:
+            service.metrics.count_label(body.source, "invalid")
             return JSONResponse({"error": exc.reason, "detail": exc.detail}, status_code=400)
         except KafkaError as exc:
             return JSONResponse(

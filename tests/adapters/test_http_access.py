@@ -134,3 +134,28 @@ def test_budget_of_the_wrong_type_is_refused(fraction: object) -> None:
     assert response.json()["error"] == "invalid request body"
     assert service.learner.gate.budget.fraction == 0.02
     assert service.metrics.registry.get_sample_value("streamal_label_budget_ratio") == 0.02
+
+
+def test_refused_labels_are_counted_as_invalid() -> None:
+    """A label the API refuses counts in streamal_labels_total{outcome="invalid"}, as one refused
+    on the labels topic does: the StreamalNoLabels runbook reads invalid labels from the API too.
+    """
+    service = Service(Settings(api_token="s3cret"))
+    app = create_app(service, manage_lifecycle=False)
+    auth = {"Authorization": "Bearer s3cret"}
+
+    def invalid(source: str) -> float | None:
+        labels = {"source": source, "outcome": "invalid"}
+        return service.metrics.registry.get_sample_value("streamal_labels_total", labels)
+
+    body = {"event_id": "e1", "label": "maybe", "source": "reviewer"}
+    assert _call(app, "POST", "/v1/labels", json=body, headers=auth).status_code == 400
+    assert invalid("reviewer") == 1  # the body named its source
+    for bad in ({"event_id": "e1"}, {"event_id": "e1", "label": True, "source": ""}):
+        assert _call(app, "POST", "/v1/labels", json=bad, headers=auth).status_code == 422
+    assert _call(app, "POST", "/v1/labels", content=b"{not json", headers=auth).status_code == 422
+    assert invalid("other") == 3  # no valid source to name
+    # Neither a refused caller nor a bad budget is a label.
+    assert _call(app, "POST", "/v1/labels", json=body).status_code == 401
+    assert _call(app, "PUT", "/v1/budget", json={"fraction": 2}, headers=auth).status_code == 422
+    assert (invalid("reviewer"), invalid("other")) == (1, 3)

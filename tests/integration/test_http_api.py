@@ -260,12 +260,15 @@ def test_post_bad_label_is_a_4xx(
     client: httpx.Client, service: Service, body: bytes, status: int, error: str
 ) -> None:
     learned = service.learner.model.n_learned
+    invalid = metric_sum(service.metrics.registry, "streamal_labels_total", outcome="invalid")
     response = client.post("/v1/labels", content=body, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     answer = response.json()
     assert error in answer["error"]
     assert answer["detail"]
     assert service.learner.model.n_learned == learned
+    after = metric_sum(service.metrics.registry, "streamal_labels_total", outcome="invalid")
+    assert after == invalid + 1  # counted, like a label refused on the labels topic
 
 
 def test_budget_get_and_put(client: httpx.Client, service: Service) -> None:
