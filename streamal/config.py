@@ -243,12 +243,25 @@ class Settings(BaseSettings):
         return value
 
     def checkpoint_secret(self) -> bytes | None:
-        """The checkpoint signing key, from the setting or the mounted file."""
-        if self.checkpoint_key is not None:
+        """The checkpoint signing key, from the setting or the mounted file; None without one.
+
+        An empty key counts as none (an HMAC with it is one anybody can forge), so checkpoints
+        refuse it; a key file that cannot be read or is empty is a ValueError naming the file.
+        """
+        if self.checkpoint_key is not None and self.checkpoint_key.get_secret_value().strip():
             return self.checkpoint_key.get_secret_value().encode()
         if self.checkpoint_key_file:
-            with open(self.checkpoint_key_file, "rb") as f:
-                return f.read().strip()
+            path = self.checkpoint_key_file
+            try:
+                with open(path, "rb") as f:
+                    key = f.read().strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"checkpoint_key_file {path!r} cannot be read: {exc.strerror}"
+                ) from exc
+            if not key:
+                raise ValueError(f"checkpoint_key_file {path!r} is empty")
+            return key
         return None
 
     def kafka_client_config(self) -> dict[str, object]:

@@ -9,6 +9,7 @@ import threading
 
 import uvicorn
 
+from streamal.adapters.checkpoint import CheckpointError
 from streamal.adapters.http import create_app
 from streamal.config import Settings
 from streamal.service import Service
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         service = Service(settings)
-    except (ValueError, TypeError) as exc:  # settings that do not fit together
+    except (ValueError, TypeError, CheckpointError) as exc:  # settings that do not fit together
         print(f"streamal serve: {exc}", file=sys.stderr)
         return 2
     app = create_app(service)

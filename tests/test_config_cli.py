@@ -8,12 +8,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 import streamal
-from streamal import cli
+from streamal import cli, serve
 from streamal.config import Settings
 
 
@@ -253,3 +254,40 @@ def test_kafka_client_chatter_only_at_debug(
     monkeypatch.setattr(kafka, "level", kafka.level)  # restored after the test
     cli.configure_logging(level)
     assert logging.getLevelName(kafka.level) == kafka_level
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no-key", "STREAMAL_CHECKPOINT_KEY"),
+        ("empty-key", "STREAMAL_CHECKPOINT_KEY"),  # an empty HMAC key signs nothing
+        ("missing-key-file", "missing.key"),
+        ("empty-key-file", "empty.key"),
+    ],
+)
+def test_serve_refuses_checkpoints_it_cannot_sign_with_a_usage_error(
+    serve_only: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    case: str,
+    message: str,
+) -> None:
+    """A checkpoint key that is missing, empty or unreadable: exit 2 and one line, no traceback."""
+
+    def started(*_: object, **__: object) -> None:
+        raise AssertionError("serve started without a usable checkpoint key")
+
+    monkeypatch.setattr(serve.uvicorn, "run", started)
+    (tmp_path / "empty.key").write_bytes(b"\n")
+    key = {
+        "no-key": [],
+        "empty-key": ["--checkpoint-key", ""],
+        "missing-key-file": ["--checkpoint-key-file", str(tmp_path / "missing.key")],
+        "empty-key-file": ["--checkpoint-key-file", str(tmp_path / "empty.key")],
+    }[case]
+    flags = ["--bootstrap-servers", "127.0.0.1:1", "--checkpoint-dir", str(tmp_path / "ck")]
+    assert cli.main(["serve", *flags, *key]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
