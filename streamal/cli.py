@@ -15,10 +15,12 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from streamal import __version__
 from streamal.config import Settings
 
-__all__ = ["add_settings_arguments", "main", "settings_from_args"]
+__all__ = ["add_settings_arguments", "describe_invalid", "main", "settings_from_args"]
 
 #: Subcommands implemented in their own modules: each has ``configure(parser)`` and
 #: ``run(args, settings) -> int``.
@@ -76,6 +78,21 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, default=argparse.SUPPRESS, metavar=metavar, help=text)
 
 
+def describe_invalid(exc: ValidationError) -> str:
+    """Pydantic's report on one line, each bad setting named by its flag and its variable.
+
+    The report itself spans four lines per setting, ends in a URL and names only the field, so
+    the person who set ``STREAMAL_BUDGET_WINDOW=5`` in a manifest had to translate it back.
+    """
+    parts = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        field = Settings.model_fields.get(name)
+        where = f"--{name.replace('_', '-')} / STREAMAL_{name.upper()}" if field else name
+        parts.append(f"{where}: {error['msg']} (got {error['input']!r:.60})")
+    return "; ".join(parts)
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by the flags that were given."""
     given = {k: v for k, v in vars(args).items() if k in Settings.model_fields}
@@ -113,8 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = settings_from_args(args)
-    except ValueError as exc:
-        parser.error(str(exc))
+    except ValidationError as exc:
+        parser.error(describe_invalid(exc))
     configure_logging(settings.log_level)
     module = importlib.import_module(COMMANDS[args.command][0])
     result: int = module.run(args, settings)

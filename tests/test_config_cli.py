@@ -291,3 +291,32 @@ def test_serve_refuses_checkpoints_it_cannot_sign_with_a_usage_error(
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "named"),
+    [
+        (["--budget", "2"], {}, "--budget"),
+        (["--feature-windows-days", "1,x"], {}, "--feature-windows-days"),
+        ([], {"STREAMAL_BUDGET_WINDOW": "5"}, "STREAMAL_BUDGET_WINDOW"),
+        ([], {"STREAMAL_RANDOM_SHARE": "lots", "STREAMAL_SEED": "x"}, "STREAMAL_SEED"),
+    ],
+)
+def test_invalid_settings_are_one_line_naming_flag_and_variable(
+    serve_only: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    env: dict[str, str],
+    named: str,
+) -> None:
+    """Not pydantic's multi-line report with its URL: one error line that says where to look."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve", *flags])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("usage:") and len(lines) == 2, lines
+    assert lines[1].startswith("streamal: error: ") and named in lines[1], lines
+    assert "pydantic.dev" not in lines[1]
