@@ -242,6 +242,14 @@ class Settings(BaseSettings):
             return parts
         return value
 
+    @field_validator("feature_windows_days")
+    @classmethod
+    def _whole_days(cls, value: list[int]) -> list[int]:
+        # A window of 0 days (or fewer) never holds an event: its features would be 0 forever.
+        if any(days < 1 for days in value):
+            raise ValueError("every window must be at least 1 day")
+        return value
+
     def checkpoint_secret(self) -> bytes | None:
         """The checkpoint signing key, from the setting or the mounted file; None without one.
 

@@ -97,6 +97,8 @@ def test_empty_list_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> Non
         ("LOG_LEVEL", "loud"),
         ("MAX_MESSAGE_BYTES", "1"),
         ("EMIT_SCORES", "perhaps"),
+        ("FEATURE_WINDOWS_DAYS", "0"),  # a window that never holds an event: features all 0
+        ("FEATURE_WINDOWS_DAYS", "1,-7"),
     ],
 )
 def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
