@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password.")
     ssl_cafile: str | None = Field(None, description="CA bundle to verify the brokers.")
-    consumer_group: str = Field("streamal", description="Consumer group for the transactions.")
+    consumer_group: str = Field(
+        "streamal", min_length=1, description="Consumer group for the transactions."
+    )
     session_timeout_ms: int = Field(
         10_000, ge=1000, description="Consumer session timeout; group joins can take half of it."
     )
@@ -61,16 +63,22 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(1, ge=1, description="Partitions of topics created at start.")
 
     # Topics
-    topic_transactions: str = Field("transactions", description="Incoming transactions.")
-    topic_scores: str = Field("scores", description="Outgoing scores, one per transaction.")
-    topic_reviews: str = Field("reviews", description="Outgoing review requests.")
-    topic_labels: str = Field("labels", description="Incoming labels.")
-    topic_dead_letter: str = Field("dead-letter", description="Rejected input, with the reason.")
+    topic_transactions: str = Field(
+        "transactions", min_length=1, description="Incoming transactions."
+    )
+    topic_scores: str = Field(
+        "scores", min_length=1, description="Outgoing scores, one per transaction."
+    )
+    topic_reviews: str = Field("reviews", min_length=1, description="Outgoing review requests.")
+    topic_labels: str = Field("labels", min_length=1, description="Incoming labels.")
+    topic_dead_letter: str = Field(
+        "dead-letter", min_length=1, description="Rejected input, with the reason."
+    )
     emit_scores: bool = Field(True, description="Produce a score message for every transaction.")
 
     # Messages
-    id_field: str = Field("event_id", description="Field holding the event id.")
-    time_field: str = Field("timestamp", description="Field holding the event time.")
+    id_field: str = Field("event_id", min_length=1, description="Field holding the event id.")
+    time_field: str = Field("timestamp", min_length=1, description="Field holding the event time.")
     features: Names | None = Field(
         None, description="Feature fields (comma-separated); all other fields when unset."
     )
@@ -86,8 +94,10 @@ class Settings(BaseSettings):
         description="Field with the card (customer) id: turns on per-card and per-terminal "
         "rolling features (see the README); unset: raw fields only.",
     )
-    terminal_field: str = Field("terminal_id", description="Field with the terminal id.")
-    amount_field: str = Field("amount", description="Field with the amount.")
+    terminal_field: str = Field(
+        "terminal_id", min_length=1, description="Field with the terminal id."
+    )
+    amount_field: str = Field("amount", min_length=1, description="Field with the amount.")
     feature_windows_days: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [1, 7, 30], description="Rolling feature windows, in days."
     )
@@ -218,7 +228,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         1_048_576, ge=1024, description="Larger HTTP request bodies are refused (413)."
     )
-    http_host: str = Field("127.0.0.1", description="HTTP bind address.")
+    http_host: str = Field("127.0.0.1", min_length=1, description="HTTP bind address.")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port).")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level (the Kafka client's own INFO lines show only at debug)."

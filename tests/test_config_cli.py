@@ -322,3 +322,22 @@ def test_invalid_settings_are_one_line_naming_flag_and_variable(
     assert lines[0].startswith("usage:") and len(lines) == 2, lines
     assert lines[1].startswith("streamal: error: ") and named in lines[1], lines
     assert "pydantic.dev" not in lines[1]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        name
+        for name, field in Settings.model_fields.items()
+        if field.annotation is str  # the names that have no "unset"
+    ],
+)
+def test_names_that_cannot_be_unset_refuse_an_empty_value(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """``STREAMAL_ID_FIELD=`` would dead-letter every event as missing_id, and an empty topic
+    name fails only in the loops; the Helm schema refuses both with minLength 1, so must we."""
+    monkeypatch.setenv(f"STREAMAL_{name.upper()}", "")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert name in str(info.value)
