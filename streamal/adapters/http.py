@@ -219,8 +219,11 @@ def create_app(service: Service, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.put("/v1/budget", dependencies=[Depends(authorized)])
     def put_budget(body: BudgetIn) -> dict[str, Any]:
-        service.learner.gate.set_budget(body.fraction)
-        service.metrics.budget_ratio.set(body.fraction)
-        return _budget()
+        # Under the model's lock, which every scoring step, label and checkpoint holds: the gate
+        # replaces its lane budgets one by one, and nothing may see (or save) it half-changed.
+        with service.learner.model.lock:
+            service.learner.gate.set_budget(body.fraction)
+            service.metrics.budget_ratio.set(body.fraction)
+            return _budget()
 
     return app

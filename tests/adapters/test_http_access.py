@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -159,3 +160,24 @@ def test_refused_labels_are_counted_as_invalid() -> None:
     assert _call(app, "POST", "/v1/labels", json=body).status_code == 401
     assert _call(app, "PUT", "/v1/budget", json={"fraction": 2}, headers=auth).status_code == 422
     assert (invalid("reviewer"), invalid("other")) == (1, 3)
+
+
+def test_budget_changes_wait_for_the_step_in_progress() -> None:
+    """PUT /v1/budget changes the gate under the model's lock, as scoring, learning and the
+    checkpoint do, so none of them sees a gate half-way through the change."""
+    service = Service(Settings(budget=0.02))
+    app = create_app(service, manage_lifecycle=False)
+    answered = threading.Event()
+
+    def put() -> None:
+        _call(app, "PUT", "/v1/budget", json={"fraction": 0.05})
+        answered.set()
+
+    with service.learner.model.lock:  # a scoring step (or a checkpoint) in progress
+        thread = threading.Thread(target=put)
+        thread.start()
+        assert not answered.wait(1.0), "the budget changed in the middle of a step"
+        assert service.learner.gate.budget.fraction == 0.02
+    thread.join(10)
+    assert answered.is_set()
+    assert service.learner.gate.budget.fraction == 0.05
