@@ -114,15 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(level: str) -> None:
-    """Log at ``level``; kafka-python only from WARNING unless ``level`` is debug.
+    """Log at ``level``; kafka-python only from WARNING (or ``level``, if higher) unless debug.
 
     kafka-python narrates every connection and group join at INFO (hundreds of lines in one
-    bench run), which buries what streamal says; its warnings and errors still show.
+    bench run), which buries what streamal says; its warnings and errors still show. Its level
+    is set on its own logger, where the root's level no longer filters, so at ``error`` it must
+    be ERROR too, or every reconnect warning of a broker outage would show.
     """
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    logging.getLogger("kafka").setLevel(logging.NOTSET if level == "debug" else logging.WARNING)
+    quiet = max(logging.WARNING, logging.getLevelName(level.upper()))
+    logging.getLogger("kafka").setLevel(logging.NOTSET if level == "debug" else quiet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -248,7 +248,10 @@ def test_full_parser_has_serve_demo_and_bench(capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().out.strip() == f"streamal {streamal.__version__}"
 
 
-@pytest.mark.parametrize(("level", "kafka_level"), [("info", "WARNING"), ("debug", "NOTSET")])
+@pytest.mark.parametrize(
+    ("level", "kafka_level"),
+    [("info", "WARNING"), ("debug", "NOTSET"), ("warning", "WARNING"), ("error", "ERROR")],
+)
 def test_kafka_client_chatter_only_at_debug(
     level: str, kafka_level: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
