@@ -87,8 +87,10 @@ def describe_invalid(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
         name = str(error["loc"][0]) if error["loc"] else ""
-        field = Settings.model_fields.get(name)
-        where = f"--{name.replace('_', '-')} / STREAMAL_{name.upper()}" if field else name
+        if name not in Settings.model_fields:  # settings that do not fit together: the message
+            parts.append(error["msg"])  # names them, and the input (every setting) stays out
+            continue
+        where = f"--{name.replace('_', '-')} / STREAMAL_{name.upper()}"
         parts.append(f"{where}: {error['msg']} (got {error['input']!r:.60})")
     return "; ".join(parts)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticUseDefault
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -30,6 +30,10 @@ CONNECTION_SETTINGS = frozenset(
         "ssl_cafile",
     }
 )
+
+
+#: SASL mechanisms that authenticate with sasl_username and sasl_password.
+PASSWORD_MECHANISMS = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"})
 
 
 class Settings(BaseSettings):
@@ -259,6 +263,21 @@ class Settings(BaseSettings):
         if any(days < 1 for days in value):
             raise ValueError("every window must be at least 1 day")
         return value
+
+    @model_validator(mode="after")
+    def _sasl_credentials(self) -> Settings:
+        """A SASL protocol without its mechanism or credentials fails only when the client
+        connects, in loops that retry forever and never get ready: refuse it at start."""
+        if not self.security_protocol.startswith("SASL_"):
+            return self
+        needed = ["sasl_mechanism"]
+        if (self.sasl_mechanism or "").upper() in PASSWORD_MECHANISMS:
+            needed += ["sasl_username", "sasl_password"]
+        missing = [name for name in needed if not getattr(self, name)]
+        if missing:
+            names = ", ".join(f"STREAMAL_{n.upper()} (--{n.replace('_', '-')})" for n in missing)
+            raise ValueError(f"security_protocol {self.security_protocol} needs {names}")
+        return self
 
     def checkpoint_secret(self) -> bytes | None:
         """The checkpoint signing key, from the setting or the mounted file; None without one.

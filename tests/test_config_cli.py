@@ -34,6 +34,16 @@ def serve_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "COMMANDS", {"serve": cli.COMMANDS["serve"]})
 
 
+@pytest.fixture
+def no_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve`` fails the test instead of starting uvicorn (it must refuse before that)."""
+
+    def started(*_: object, **__: object) -> None:
+        raise AssertionError("serve started")
+
+    monkeypatch.setattr(serve.uvicorn, "run", started)
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -272,18 +282,13 @@ def test_kafka_client_chatter_only_at_debug(
 )
 def test_serve_refuses_checkpoints_it_cannot_sign_with_a_usage_error(
     serve_only: None,
+    no_server: None,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     case: str,
     message: str,
 ) -> None:
     """A checkpoint key that is missing, empty or unreadable: exit 2 and one line, no traceback."""
-
-    def started(*_: object, **__: object) -> None:
-        raise AssertionError("serve started without a usable checkpoint key")
-
-    monkeypatch.setattr(serve.uvicorn, "run", started)
     (tmp_path / "empty.key").write_bytes(b"\n")
     key = {
         "no-key": [],
@@ -344,3 +349,40 @@ def test_names_that_cannot_be_unset_refuse_an_empty_value(
     with pytest.raises(ValidationError) as info:
         Settings()
     assert name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ({"security_protocol": "SASL_SSL"}, "sasl_mechanism"),
+        ({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"}, "sasl_username"),
+        (
+            {
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_username": "u",
+            },
+            "sasl_password",
+        ),
+    ],
+)
+def test_sasl_without_its_credentials_is_refused_at_start(
+    serve_only: None,
+    no_server: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    given: dict[str, str],
+    missing: str,
+) -> None:
+    """Without them the client fails only on connecting, in a loop that restarts forever and
+    never gets ready (the Helm chart refuses the same values); the password is never echoed."""
+    for name, value in given.items():
+        monkeypatch.setenv(f"STREAMAL_{name.upper()}", value)
+    monkeypatch.setenv("STREAMAL_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    monkeypatch.setenv("STREAMAL_API_TOKEN", "hunter2")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"STREAMAL_{missing.upper()}" in err, err
+    assert "hunter2" not in err
