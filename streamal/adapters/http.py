@@ -152,13 +152,15 @@ def create_app(service: Service, manage_lifecycle: bool = True) -> FastAPI:
         ]
         return JSONResponse({"error": "invalid request body", "detail": errors}, status_code=422)
 
+    # The probes only read flags, so they run on the event loop: as plain ``def`` they would
+    # wait for a worker thread, and label posts blocked on a broker outage can hold them all.
     @app.get("/livez")
-    def livez() -> JSONResponse:
+    async def livez() -> JSONResponse:
         alive = service.alive()
         return JSONResponse({"alive": alive}, status_code=200 if alive else 503)
 
     @app.get("/readyz")
-    def readyz() -> JSONResponse:
+    async def readyz() -> JSONResponse:
         checks = service.ready()
         return JSONResponse(checks, status_code=200 if checks["ready"] else 503)
 

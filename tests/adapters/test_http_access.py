@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from streamal.adapters.http import create_app
 from streamal.config import Settings
@@ -181,3 +182,37 @@ def test_budget_changes_wait_for_the_step_in_progress() -> None:
     thread.join(10)
     assert answered.is_set()
     assert service.learner.gate.budget.fraction == 0.05
+
+
+def test_probes_answer_while_label_posts_wait_for_the_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a broker outage every POST /v1/labels blocks a worker thread until the producer gives
+    up (up to 30 s). The probes must not queue behind them for a thread, or the kubelet would
+    restart every replica for an outage that /livez is specified to ignore."""
+    service = Service(Settings())
+    release = threading.Event()
+
+    def stuck(label: object) -> dict[str, object]:  # a producer waiting for the broker
+        release.wait(30)
+        raise KafkaTimeoutError("broker down")
+
+    monkeypatch.setattr(service, "submit_label", stuck)
+    monkeypatch.setattr(service, "alive", lambda: True)
+    app = create_app(service, manage_lifecycle=False)
+
+    async def go() -> tuple[int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            label = {"event_id": "e1", "label": True}
+            posts = [asyncio.create_task(client.post("/v1/labels", json=label)) for _ in range(64)]
+            await asyncio.sleep(0.5)  # every worker thread taken
+            try:
+                live = await asyncio.wait_for(client.get("/livez"), 5)
+                ready = await asyncio.wait_for(client.get("/readyz"), 5)
+            finally:
+                release.set()
+                await asyncio.gather(*posts)
+            return live.status_code, ready.status_code
+
+    assert asyncio.run(go()) == (200, 503)  # not ready: the service was never started
