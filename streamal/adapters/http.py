@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -164,9 +166,15 @@ def create_app(service: Service, manage_lifecycle: bool = True) -> FastAPI:
         checks = service.ready()
         return JSONResponse(checks, status_code=200 if checks["ready"] else 503)
 
+    # A scrape ranks the fraud windows (tens of ms: not on the event loop), in threads of its
+    # own, so that label posts stuck on a broker outage cannot hold every worker it would need.
+    scrapes = anyio.CapacityLimiter(2)
+
     @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics() -> Response:
+        registry = service.metrics.registry
+        text = await anyio.to_thread.run_sync(generate_latest, registry, limiter=scrapes)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/labels", status_code=202, dependencies=[Depends(authorized)])
     def post_label(body: LabelIn) -> JSONResponse:
