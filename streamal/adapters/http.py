@@ -128,14 +128,15 @@ def create_app(service: Service, manage_lifecycle: bool = True) -> FastAPI:
     app = FastAPI(title="streamal", version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=service.settings.max_request_bytes)
     token = service.settings.api_token
-    expected = f"Bearer {token.get_secret_value()}".encode() if token else None
+    expected = token.get_secret_value().encode() if token else None
 
     def authorized(authorization: str | None = Header(None)) -> None:
         """Mutating endpoints need the bearer token when one is configured."""
         if expected is None:
             return
-        given = (authorization or "").encode()
-        if not hmac.compare_digest(given, expected):  # constant time
+        scheme, _, given = (authorization or "").partition(" ")
+        # The token in constant time; the scheme is case-insensitive (RFC 7235).
+        if not hmac.compare_digest(given.encode(), expected) or scheme.lower() != "bearer":
             raise HTTPException(
                 status_code=401,
                 detail="a valid bearer token is required",

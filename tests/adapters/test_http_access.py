@@ -219,3 +219,15 @@ def test_probes_answer_while_label_posts_wait_for_the_broker(
 
     # Not ready: the service was never started. /metrics: an outage is when it is needed most.
     assert asyncio.run(go()) == (200, 503, 200)
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER"])
+def test_the_auth_scheme_is_case_insensitive(app: object, scheme: str) -> None:
+    """RFC 7235: the scheme is case-insensitive (some HTTP clients send ``bearer``)."""
+    headers = {"Authorization": f"{scheme} s3cret"}
+    response = _call(app, "PUT", "/v1/budget", json={"fraction": 0.05}, headers=headers)
+    assert response.status_code == 200, response.text
+    wrong = {"Authorization": f"{scheme} S3CRET"}  # the token itself is exact
+    assert (
+        _call(app, "PUT", "/v1/budget", json={"fraction": 0.05}, headers=wrong).status_code == 401
+    )
