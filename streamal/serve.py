@@ -27,6 +27,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.heartbeat_interval_ms >= settings.session_timeout_ms:
+        # kafka-python refuses it only when the events consumer is built, inside the loop,
+        # which would restart every second and never get partitions. (demo and bench lower
+        # the heartbeat themselves when only the session timeout is given.)
+        print(
+            f"streamal serve: STREAMAL_HEARTBEAT_INTERVAL_MS ({settings.heartbeat_interval_ms}) "
+            f"must be below STREAMAL_SESSION_TIMEOUT_MS ({settings.session_timeout_ms}); "
+            "a third of it is usual",
+            file=sys.stderr,
+        )
+        return 2
     try:
         service = Service(settings)
     except (ValueError, TypeError, CheckpointError) as exc:  # settings that do not fit together

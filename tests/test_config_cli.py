@@ -386,3 +386,17 @@ def test_sasl_without_its_credentials_is_refused_at_start(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"STREAMAL_{missing.upper()}" in err, err
     assert "hunter2" not in err
+
+
+def test_a_heartbeat_not_below_the_session_timeout_is_refused(
+    serve_only: None, no_server: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kafka-python refuses it when the events consumer is built, inside the loop, which then
+    restarts every second and never gets partitions: ``--session-timeout-ms 2000`` alone (the
+    default heartbeat is 3000) did that. Refused at start now, naming both settings."""
+    assert (
+        cli.main(["serve", "--bootstrap-servers", "127.0.0.1:1", "--session-timeout-ms", "2000"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "STREAMAL_HEARTBEAT_INTERVAL_MS" in err and "STREAMAL_SESSION_TIMEOUT_MS" in err, err
