@@ -282,24 +282,25 @@ class Settings(BaseSettings):
     def checkpoint_secret(self) -> bytes | None:
         """The checkpoint signing key, from the setting or the mounted file; None without one.
 
-        An empty key counts as none (an HMAC with it is one anybody can forge), so checkpoints
-        refuse it; a key file that cannot be read or is empty is a ValueError naming the file.
+        A key that is empty (say an empty mounted secret) is a ValueError, as is a key file that
+        cannot be read: anybody can sign with an empty key, and a checkpoint whose signature
+        checks is unpickled, i.e. run as code.
         """
-        if self.checkpoint_key is not None and self.checkpoint_key.get_secret_value().strip():
-            return self.checkpoint_key.get_secret_value().encode()
-        if self.checkpoint_key_file:
-            path = self.checkpoint_key_file
+        if self.checkpoint_key is not None:
+            key = self.checkpoint_key.get_secret_value().strip().encode()
+            where = "STREAMAL_CHECKPOINT_KEY (--checkpoint-key)"
+        elif self.checkpoint_key_file:
+            where = f"checkpoint_key_file {self.checkpoint_key_file!r}"
             try:
-                with open(path, "rb") as f:
+                with open(self.checkpoint_key_file, "rb") as f:
                     key = f.read().strip()
             except OSError as exc:
-                raise ValueError(
-                    f"checkpoint_key_file {path!r} cannot be read: {exc.strerror}"
-                ) from exc
-            if not key:
-                raise ValueError(f"checkpoint_key_file {path!r} is empty")
-            return key
-        return None
+                raise ValueError(f"{where} cannot be read: {exc.strerror}") from exc
+        else:
+            return None
+        if not key:
+            raise ValueError(f"{where} is empty: checkpoints need a secret key")
+        return key
 
     def kafka_client_config(self) -> dict[str, object]:
         """Connection settings shared by every Kafka client (security passes straight through)."""

@@ -258,19 +258,17 @@ class Service:
         self._labels_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._checkpoint_retry_at = 0.0  # after a failed write: not again before this
-        self._key = settings.checkpoint_secret()
+        self._key: bytes | None = None
         self._store: checkpoint.CheckpointStore | None = None
         if settings.checkpoint_dir:
+            try:
+                self._key = settings.checkpoint_secret()
+            except ValueError as exc:  # empty, or a file that cannot be read
+                raise checkpoint.CheckpointError(str(exc)) from None
             if self._key is None:
                 raise checkpoint.CheckpointError(
                     "checkpoints are signed: set STREAMAL_CHECKPOINT_KEY or "
                     "STREAMAL_CHECKPOINT_KEY_FILE along with STREAMAL_CHECKPOINT_DIR"
-                )
-            if not self._key:
-                # Anyone can sign with an empty key, and a checkpoint that verifies is unpickled.
-                raise checkpoint.CheckpointError(
-                    "the checkpoint key is empty (STREAMAL_CHECKPOINT_KEY, or the file in "
-                    "STREAMAL_CHECKPOINT_KEY_FILE): checkpoints need a secret key"
                 )
             self._store = checkpoint.DirectoryStore(settings.checkpoint_dir)
 
