@@ -35,6 +35,7 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import (
+    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     MessageSizeTooLargeError,
@@ -352,7 +353,7 @@ class Service:
 
         Raises :class:`InvalidMessage` for a bad label, or one carrying an event whose features
         do not decode (nothing is written), and ``KafkaError`` when the broker does not
-        acknowledge in time.
+        acknowledge in time or is known not to answer (``broker_ok``, as ``/readyz`` shows).
         """
         label = decode_label(body, self.classes, self.settings.max_message_bytes)
         message = {
@@ -369,6 +370,10 @@ class Service:
             raise InvalidMessage("oversize", "label with its event exceeds the message size limit")
         if label.event is not None:
             self._check_carried_event(label.event)
+        if not self.broker_ok:
+            # Fail fast (503) rather than hold a request thread for the producer's metadata wait
+            # (up to a minute) while the loops already know the broker does not answer.
+            raise KafkaConnectionError("the broker does not answer; try again shortly")
         meta = self.producer.send(
             self.settings.topic_labels, key=label.event_id.encode(), value=payload
         ).get(timeout=timeout)

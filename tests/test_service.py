@@ -11,6 +11,7 @@ import pytest
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import (
+    KafkaError,
     MessageSizeTooLargeError,
     NotLeaderForPartitionError,
     TopicAuthorizationFailedError,
@@ -114,6 +115,19 @@ def test_an_api_label_whose_event_fails_the_card_features_is_refused(
     with pytest.raises(InvalidMessage) as refused:
         service.submit_label({"event_id": "x", "label": True, "event": event}, timeout=0.1)
     assert refused.value.reason == "bad_value"
+    assert service._producer is None
+
+
+def test_an_api_label_while_the_broker_does_not_answer_is_refused_at_once() -> None:
+    """While the loops know the broker does not answer (``/readyz`` says so), a label post
+    gets its 503 at once. Before, it built a producer and waited for the labels topic's
+    metadata, holding an HTTP worker thread for up to a minute per post."""
+    service = Service(Settings(bootstrap_servers="127.0.0.1:1"))
+    assert not service.ready()["broker_reachable"]
+    started = time.monotonic()
+    with pytest.raises(KafkaError):
+        service.submit_label({"event_id": "x", "label": True}, timeout=10)
+    assert time.monotonic() - started < 1.0
     assert service._producer is None
 
 
