@@ -43,6 +43,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, TypeError, CheckpointError) as exc:  # settings that do not fit together
         print(f"streamal serve: {exc}", file=sys.stderr)
         return 2
+    try:
+        # Before uvicorn, whose failed startup would bury the reason in a traceback.
+        service.restore()
+    except CheckpointError as exc:  # corrupt, foreign, unreadable: the message says what to do
+        print(f"streamal serve: {exc}", file=sys.stderr)
+        return 3
     app = create_app(service)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler
     # that was there before it: with the default one, a clean shutdown would still end as

@@ -259,6 +259,7 @@ class Service:
         self._labels_since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._checkpoint_retry_at = 0.0  # after a failed write: not again before this
+        self._restored = False
         self._key: bytes | None = None
         self._store: checkpoint.CheckpointStore | None = None
         if settings.checkpoint_dir:
@@ -275,9 +276,16 @@ class Service:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def restore(self) -> None:
+        """Load the checkpoint, if any, once; raises :class:`CheckpointError` for one that must
+        be refused. ``start`` calls it; ``serve`` calls it first, to refuse with one line."""
+        if not self._restored:
+            self._restore()
+            self._restored = True
+
     def start(self) -> None:
         """Restore the checkpoint (raising if it must be refused), then start both loops."""
-        self._restore()
+        self.restore()
         # Move what exists by now (imported modules, the model) out of the cyclic collector's
         # sight: a full collection over it stops every thread for ~70-170 ms, which alone broke
         # the 100 ms p99 of label apply. Collections then scan only what the loops allocate.
@@ -628,7 +636,9 @@ class Service:
         state = checkpoint.loads(blob, key)
         learner = state.get("learner") if isinstance(state, dict) else None
         if not isinstance(learner, ActiveLearner):
-            raise checkpoint.CheckpointError("checkpoint holds no learner")
+            raise checkpoint.CheckpointError(
+                "checkpoint holds no learner; start with --reset-state to discard it"
+            )
         wanted = (self.settings.model, self.classes.classes)
         found = (learner.model.kind, learner.model.classes)
         if found != wanted:

@@ -303,6 +303,22 @@ def test_serve_refuses_checkpoints_it_cannot_sign_with_a_usage_error(
     assert len(err.strip().splitlines()) == 1, err
 
 
+def test_serve_refuses_a_checkpoint_that_does_not_verify_with_one_line(
+    serve_only: None, no_server: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A corrupt (or foreign, or unreadable) checkpoint stops serve before the server starts,
+    with the reason and the way out in one line (exit 3). Before, the refusal came from
+    uvicorn's failed startup, as a twenty-line traceback."""
+    state = tmp_path / "ck"
+    state.mkdir()
+    (state / "checkpoint.bin").write_bytes(b"not a checkpoint")
+    flags = ["--bootstrap-servers", "127.0.0.1:1", "--checkpoint-dir", str(state)]
+    assert cli.main(["serve", *flags, "--checkpoint-key", "k"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("streamal serve: ") and "--reset-state" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 @pytest.mark.parametrize(
     ("flags", "env", "named"),
     [

@@ -84,8 +84,14 @@ def loads(blob: bytes, key: bytes) -> Any:
     """
     if len(blob) < _HEADER or not blob.startswith(MAGIC):
         if blob and (MAGIC.startswith(blob) or blob.startswith(MAGIC)):
-            raise CheckpointError("checkpoint is truncated (shorter than its header)")
-        raise CheckpointError("not a signed streamal checkpoint (unknown or missing header)")
+            raise CheckpointError(
+                "checkpoint is truncated (shorter than its header); start with --reset-state to "
+                "discard it"
+            )
+        raise CheckpointError(
+            "not a signed streamal checkpoint (unknown or missing header); start with "
+            "--reset-state to discard it"
+        )
     mac = blob[len(MAGIC) : len(MAGIC) + 32]
     length = blob[len(MAGIC) + 32 : _HEADER]
     payload = blob[_HEADER:]
@@ -93,7 +99,7 @@ def loads(blob: bytes, key: bytes) -> Any:
     if len(payload) != expected:
         raise CheckpointError(
             f"checkpoint is truncated or padded: {len(payload)} payload bytes, header says "
-            f"{expected}"
+            f"{expected}; start with --reset-state to discard it"
         )
     if not hmac.compare_digest(mac, _mac(key, length, payload)):
         raise CheckpointError(
