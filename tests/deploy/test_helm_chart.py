@@ -35,6 +35,7 @@ from deploy_support import (
 )
 
 from streamal.config import CONNECTION_SETTINGS, Settings
+from streamal.service import Service
 
 Render = Callable[[str], list[dict[str, Any]]]
 
@@ -440,7 +441,7 @@ def test_rendered_configuration_is_read_by_the_service(
         assert settings.feature_windows_days == [1, 14] and settings.card_field == "card_id"
         assert settings.budget == 0.005 and settings.labels_per_hour == 120.5
         assert settings.emit_scores is False and settings.create_topics is False
-        assert settings.strategy == "fraud" and settings.model == "arf"
+        assert settings.strategy == "fraud" and settings.model == "hat"
         path = values_file(variant)
         assert path is not None
         given = yaml.safe_load(path.read_text())["config"]
@@ -453,6 +454,26 @@ def test_rendered_configuration_is_read_by_the_service(
             "STREAMAL_HTTP_HOST",
             "STREAMAL_HTTP_PORT",
         }
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rendered_configuration_starts_the_service(
+    rendered: Render, variant: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Parsing is not enough: the service also refuses settings that do not fit together
+    (a model that cannot learn weighted labels, a measure the model lacks, ...) and exits at
+    start. Every values file the chart ships must give settings the service starts with."""
+    docs = rendered(variant)
+    for name in list(os.environ):
+        if name.startswith("STREAMAL_"):
+            monkeypatch.delenv(name)
+    for name, value in _settings(docs).items():
+        monkeypatch.setenv(name, value)
+    for name in _env_refs(docs):
+        monkeypatch.setenv(name, "from-a-secret")
+    if "STREAMAL_CHECKPOINT_DIR" in os.environ:  # the pod's volume; here, a scratch directory
+        monkeypatch.setenv("STREAMAL_CHECKPOINT_DIR", str(tmp_path))
+    Service(Settings())  # builds the learner and the gate; raises on settings it refuses
 
 
 def test_values_config_holds_every_service_setting_with_its_type() -> None:
