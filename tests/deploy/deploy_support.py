@@ -178,6 +178,21 @@ def used_metric_names(rendered: Callable[[str], list[dict[str, Any]]]) -> set[st
     return names - recorded
 
 
+#: What the service checks of a list beyond its item type, when it starts.
+LIST_CHECKS: dict[str, dict[str, Any]] = {
+    # "classes must be at least two distinct names"
+    "classes": {"minItems": 2, "uniqueItems": True},
+    # parse_weights: NAME=WEIGHT, the weight a float
+    "source_weights": {
+        "items": {
+            "type": "string",
+            "minLength": 1,
+            "pattern": r"^[^=,]+=\s*[-+]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]+)?\s*$",
+        }
+    },
+}
+
+
 def setting_schema(name: str) -> dict[str, Any]:
     """The values.schema.json property of ``config.<name>``, derived from the service setting.
 
@@ -201,8 +216,11 @@ def setting_schema(name: str) -> dict[str, Any]:
     elif origin is list:
         item = {"type": "integer", "minimum": 1} if args == (int,) else {"type": "string"}
         if item["type"] == "string":
-            item["minLength"] = 1
+            # The list reaches the service comma-separated: an item holding a comma would
+            # arrive as two.
+            item |= {"minLength": 1, "pattern": "^[^,]+$"}
         schema = {"type": "array", "items": item}
+        schema |= LIST_CHECKS.get(name, {})
     else:
         kinds = {bool: "boolean", int: "integer", float: "number", str: "string"}
         schema = {"type": kinds[annotation]}

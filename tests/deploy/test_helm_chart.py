@@ -585,6 +585,58 @@ def test_contradictory_settings_fail(helm: Helm, sets: tuple[str, ...], message:
     assert message in done.stderr, done.stderr
 
 
+#: Settings each valid alone that the service refuses together when it starts (it exits 2 and
+#: the pod crash-loops), or refuses alone though their type fits, and neighbours it accepts.
+COMBINATIONS = {
+    "arf-weighted": ({"model": "arf", "class_balance": 0.5}, False),
+    "gnb-source-weights": ({"model": "gnb", "source_weights": ["chargeback=0.5"]}, False),
+    "gnb-weight-one": ({"model": "gnb", "source_weights": ["chargeback=1"]}, True),
+    "hat-weighted": ({"model": "hat", "source_weights": ["chargeback=0.5"]}, True),
+    "committee-without-ensemble": ({"measure": "vote_entropy"}, False),
+    "kl-on-hat": ({"model": "hat", "measure": "kl_divergence"}, False),
+    "committee-on-arf": ({"model": "arf", "measure": "vote_entropy"}, True),
+    "gradient-on-a-tree": ({"model": "hat", "measure": "gradient"}, False),
+    "gradient-on-logreg-slow": ({"model": "logreg-slow", "measure": "gradient"}, True),
+    "split-with-model-measure": ({"label_policy": "split", "measure": "gradient"}, False),
+    "split-with-entropy": ({"label_policy": "split", "measure": "entropy"}, True),
+    "alerts-without-card": ({"alert_cards_per_day": 50}, False),
+    "alerts-with-card": ({"alert_cards_per_day": 50, "card_field": "card_id"}, True),
+    "shares-above-one": ({"random_share": 0.8, "exploit_share": 0.5}, False),
+    "random-share-over-fraud-exploit": ({"strategy": "fraud", "random_share": 0.8}, False),
+    "random-share-with-own-exploit": ({"strategy": "balanced", "random_share": 0.8}, True),
+    "alert-lane-replaces-exploit": (
+        {"alert_cards_per_day": 9, "card_field": "c", "random_share": 0.8, "exploit_share": 0.5},
+        True,
+    ),
+    "one-class": ({"classes": ["fraud"]}, False),
+    "same-class-twice": ({"classes": ["fraud", "fraud"]}, False),
+    "source-weight-without-value": ({"source_weights": ["chargeback"]}, False),
+}
+
+
+@pytest.mark.parametrize(("config", "starts"), COMBINATIONS.values(), ids=COMBINATIONS.keys())
+def test_settings_the_service_refuses_at_start_fail_the_install(
+    helm: Helm, tmp_path: Path, config: dict[str, Any], starts: bool
+) -> None:
+    """`helm install` refuses exactly what the service would refuse at start (the oracle is the
+    service itself), and accepts the neighbouring combinations it starts with."""
+    try:
+        Service(Settings(bootstrap_servers="kafka:9092", **config))
+    except (ValueError, TypeError):
+        started = False
+    else:
+        started = True
+    assert started is starts, f"the service {'starts' if started else 'refuses'}: fix the case"
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump({"config": config}))
+    done = helm.template(path)
+    if starts:
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode != 0, "the chart renders settings the service refuses at start"
+        assert "config" in done.stderr or "classes" in done.stderr, done.stderr
+
+
 def test_a_broken_template_fails_lint_and_template(helm: Helm, chart_copy: Path) -> None:
     service = chart_copy / "templates" / "service.yaml"
     # An unknown function: a parse error of the template itself.

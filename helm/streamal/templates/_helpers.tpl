@@ -131,6 +131,48 @@ exponent (YAML numbers arrive as float64, and 1e+06 would not parse as an intege
 {{- if and .Values.pdb.create (ne (toString .Values.pdb.minAvailable) "") (ne (toString .Values.pdb.maxUnavailable) "") -}}
 {{- fail "pdb: set minAvailable or maxUnavailable, not both" -}}
 {{- end -}}
+{{- include "streamal.validateConfig" . -}}
+{{- end -}}
+
+{{/* Service settings that are valid one by one but that the service refuses together when it
+starts (it exits and the pod crash-loops): refuse them at install instead. Mirrors the checks
+of streamal.service.build_learner and streamal.core.policy.build_gate. */}}
+{{- define "streamal.validateConfig" -}}
+{{- $c := .Values.config -}}
+{{- $model := $c.model | default "logreg" -}}
+{{- $measure := $c.measure | default "auto" -}}
+{{- $strategy := $c.strategy | default "balanced" -}}
+{{- if and (has $measure (list "vote_entropy" "kl_divergence")) (ne $model "arf") -}}
+{{- fail (printf "config.measure %s is query by committee and needs an ensemble model: config.model arf (not %s)" $measure $model) -}}
+{{- end -}}
+{{- if and (eq $measure "gradient") (not (has $model (list "logreg" "logreg-slow"))) -}}
+{{- fail (printf "config.measure gradient needs a linear model: config.model logreg or logreg-slow (not %s)" $model) -}}
+{{- end -}}
+{{- if and (eq ($c.label_policy | default "pooled") "split") (has $measure (list "vote_entropy" "kl_divergence" "gradient")) -}}
+{{- fail (printf "config.measure %s reads one model, and config.label_policy split keeps one per label source: use label_policy pooled or another measure" $measure) -}}
+{{- end -}}
+{{- $weighted := gt (float64 ($c.class_balance | default 0)) 0.0 -}}
+{{- range $c.source_weights | default list -}}
+{{- if ne (float64 (index (splitn "=" 2 .) "_1")) 1.0 -}}
+{{- $weighted = true -}}
+{{- end -}}
+{{- end -}}
+{{- if and $weighted (has $model (list "arf" "gnb")) -}}
+{{- fail (printf "config.model %s cannot learn weighted labels (config.class_balance, config.source_weights): choose logreg, logreg-slow or hat, or drop the weights" $model) -}}
+{{- end -}}
+{{- if and (not (kindIs "invalid" $c.alert_cards_per_day)) (not $c.card_field) -}}
+{{- fail "config.alert_cards_per_day (the daily card alert lane) needs config.card_field" -}}
+{{- end -}}
+{{- /* The lane shares: each strategy's own unless set; the alert lane replaces the exploit one. */ -}}
+{{- $own := get (dict "random" (list 1.0 0.0) "split" (list 0.2 0.0) "fraud" (list 0.1 0.3)) $strategy | default (list 0.1 0.0) -}}
+{{- $random := ternary (index $own 0) $c.random_share (kindIs "invalid" $c.random_share) -}}
+{{- $exploit := ternary (index $own 1) $c.exploit_share (kindIs "invalid" $c.exploit_share) -}}
+{{- if not (kindIs "invalid" $c.alert_cards_per_day) -}}
+{{- $exploit = 0.0 -}}
+{{- end -}}
+{{- if gt (addf $random $exploit) 1.000000001 -}}
+{{- fail (printf "config.random_share (%v) + config.exploit_share (%v, strategy %s's own unless set) must not exceed 1" $random $exploit $strategy) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The PromQL selector of this release's series (as the ServiceMonitor scrapes them). */}}
