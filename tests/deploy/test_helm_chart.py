@@ -576,8 +576,38 @@ def test_a_wrong_type_or_value_fails(helm: Helm, sets: tuple[str, ...]) -> None:
         ),
         (("config.shutdown_grace_seconds=40",), "must exceed config.shutdown_grace_seconds"),
         (("pdb.minAvailable=1",), "pdb: set minAvailable or maxUnavailable, not both"),
+        # With existingSecret the chart creates no Secret: a secret value given as well would be
+        # dropped without a word (an API token that protects nothing, a key that signs nothing).
+        (
+            ("existingSecret=creds", "auth.apiToken=not-a-real-token"),
+            "auth.apiToken is not used with existingSecret",
+        ),
+        (
+            ("existingSecret=creds", "checkpoint.enabled=true", "checkpoint.key=k"),
+            "checkpoint.key is not used with existingSecret",
+        ),
+        (
+            (
+                "existingSecret=creds",
+                "kafka.securityProtocol=SASL_SSL",
+                "kafka.sasl.mechanism=PLAIN",
+                "kafka.sasl.username=u",
+                "kafka.sasl.password=p",
+            ),
+            "kafka.sasl.password is not used with existingSecret",
+        ),
     ],
-    ids=["hpa-and-keda", "unsigned-checkpoints", "sasl-user", "sasl-password", "grace", "pdb"],
+    ids=[
+        "hpa-and-keda",
+        "unsigned-checkpoints",
+        "sasl-user",
+        "sasl-password",
+        "grace",
+        "pdb",
+        "token-beside-existing-secret",
+        "key-beside-existing-secret",
+        "password-beside-existing-secret",
+    ],
 )
 def test_contradictory_settings_fail(helm: Helm, sets: tuple[str, ...], message: str) -> None:
     done = helm.template(sets=sets)

@@ -113,6 +113,14 @@ exponent (YAML numbers arrive as float64, and 1e+06 would not parse as an intege
 {{- if and .Values.autoscaling.hpa.enabled .Values.autoscaling.keda.enabled -}}
 {{- fail "autoscaling: enable either hpa or keda, never both (both would fight over the replica count)" -}}
 {{- end -}}
+{{- if .Values.existingSecret -}}
+{{- /* The chart then creates no Secret: a value given here would be dropped without a word. */ -}}
+{{- range $name, $given := dict "auth.apiToken" .Values.auth.apiToken "checkpoint.key" .Values.checkpoint.key "kafka.sasl.password" .Values.kafka.sasl.password -}}
+{{- if $given -}}
+{{- fail (printf "%s is not used with existingSecret (%s): put it in that Secret instead, or drop existingSecret" $name $.Values.existingSecret) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.checkpoint.enabled (not .Values.checkpoint.key) (not .Values.existingSecret) -}}
 {{- fail "checkpoint.enabled needs checkpoint.key or existingSecret (holding existingSecretKeys.checkpointKey): checkpoints are signed" -}}
 {{- end -}}
