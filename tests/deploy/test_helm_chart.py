@@ -596,6 +596,17 @@ def test_a_wrong_type_or_value_fails(helm: Helm, sets: tuple[str, ...]) -> None:
             ),
             "kafka.sasl.password is not used with existingSecret",
         ),
+        # A healthy service checkpoints once an hour: its last checkpoint is older than 15
+        # minutes for most of every hour, and the critical alert would fire for ever.
+        (
+            (
+                "checkpoint.enabled=true",
+                "checkpoint.key=k",
+                "config.checkpoint_interval_seconds=3600",
+                "metrics.prometheusRule.enabled=true",
+            ),
+            "checkpointStale.maxAgeSeconds (900) must exceed config.checkpoint_interval_seconds",
+        ),
     ],
     ids=[
         "hpa-and-keda",
@@ -607,6 +618,7 @@ def test_a_wrong_type_or_value_fails(helm: Helm, sets: tuple[str, ...]) -> None:
         "token-beside-existing-secret",
         "key-beside-existing-secret",
         "password-beside-existing-secret",
+        "checkpoint-interval-beyond-stale-age",
     ],
 )
 def test_contradictory_settings_fail(helm: Helm, sets: tuple[str, ...], message: str) -> None:

@@ -139,6 +139,13 @@ exponent (YAML numbers arrive as float64, and 1e+06 would not parse as an intege
 {{- if and .Values.pdb.create (ne (toString .Values.pdb.minAvailable) "") (ne (toString .Values.pdb.maxUnavailable) "") -}}
 {{- fail "pdb: set minAvailable or maxUnavailable, not both" -}}
 {{- end -}}
+{{- $stale := .Values.metrics.prometheusRule.alerts.checkpointStale -}}
+{{- if and .Values.metrics.prometheusRule.enabled $stale.enabled .Values.checkpoint.enabled -}}
+{{- $interval := .Values.config.checkpoint_interval_seconds | default 30 -}}
+{{- if le (float64 $stale.maxAgeSeconds) (float64 $interval) -}}
+{{- fail (printf "metrics.prometheusRule.alerts.checkpointStale.maxAgeSeconds (%v) must exceed config.checkpoint_interval_seconds (%v): a healthy service's last checkpoint gets that old between two writes, and the critical alert would fire between every two" $stale.maxAgeSeconds $interval) -}}
+{{- end -}}
+{{- end -}}
 {{- include "streamal.validateConfig" . -}}
 {{- end -}}
 
