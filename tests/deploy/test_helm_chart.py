@@ -476,6 +476,34 @@ def test_rendered_configuration_starts_the_service(
     Service(Settings())  # builds the learner and the gate; raises on settings it refuses
 
 
+@pytest.mark.parametrize(
+    "mechanism",
+    [
+        m
+        for m in SCHEMA["properties"]["kafka"]["properties"]["sasl"]["properties"]["mechanism"][
+            "enum"
+        ]
+        if m
+    ],
+)
+def test_every_sasl_mechanism_the_schema_accepts_can_log_in(mechanism: str) -> None:
+    """The service hands the Kafka client a user name and a password and nothing else (see
+    Settings.kafka_client_config): a mechanism that needs more (a token provider, Kerberos)
+    fails at the first connection, after `helm install` said yes."""
+    from kafka import KafkaConsumer
+    from kafka.net.sasl import get_sasl_mechanism
+
+    settings = Settings(
+        bootstrap_servers="kafka:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism=mechanism,
+        sasl_username="streamal",
+        sasl_password="not-a-real-password",
+    )
+    config = {**KafkaConsumer.DEFAULT_CONFIG, **settings.kafka_client_config()}
+    get_sasl_mechanism(mechanism)(host="kafka", **config)  # what the client does on connect
+
+
 def test_values_config_holds_every_service_setting_with_its_type() -> None:
     """`config` holds every service setting the chart does not wire itself, and nothing else,
     each typed in the schema as the service types it (so `helm install` refuses what the
@@ -544,6 +572,7 @@ def test_an_unknown_values_key_fails(helm: Helm, sets: tuple[str, ...], message:
         ("config.budget=lots",),
         ("config.strategy=smartest",),
         ("kafka.securityProtocol=TLS",),
+        ("kafka.sasl.mechanism=OAUTHBEARER",),  # needs a token provider the service lacks
         ("metrics.prometheusRule.alerts.deadLetters.for=soon",),
         ("containerPort=70000",),
     ],
