@@ -636,6 +636,22 @@ def test_a_wrong_type_or_value_fails(helm: Helm, sets: tuple[str, ...]) -> None:
             ),
             "checkpointStale.maxAgeSeconds (900) must exceed config.checkpoint_interval_seconds",
         ),
+        # KEDA reads the lag from the brokers itself: behind SASL or TLS it needs credentials,
+        # or the ScaledObject never gets a metric and the StatefulSet stays at one replica.
+        (
+            (
+                "autoscaling.keda.enabled=true",
+                "kafka.securityProtocol=SASL_SSL",
+                "kafka.sasl.mechanism=SCRAM-SHA-512",
+                "kafka.sasl.username=u",
+                "kafka.sasl.passwordSecret.name=u",
+            ),
+            "autoscaling.keda.authenticationRef",
+        ),
+        (
+            ("autoscaling.keda.enabled=true", "kafka.securityProtocol=SSL"),
+            "autoscaling.keda.authenticationRef",
+        ),
     ],
     ids=[
         "hpa-and-keda",
@@ -648,6 +664,8 @@ def test_a_wrong_type_or_value_fails(helm: Helm, sets: tuple[str, ...]) -> None:
         "key-beside-existing-secret",
         "password-beside-existing-secret",
         "checkpoint-interval-beyond-stale-age",
+        "keda-without-sasl-credentials",
+        "keda-without-tls-settings",
     ],
 )
 def test_contradictory_settings_fail(helm: Helm, sets: tuple[str, ...], message: str) -> None:

@@ -139,6 +139,11 @@ exponent (YAML numbers arrive as float64, and 1e+06 would not parse as an intege
 {{- if and .Values.pdb.create (ne (toString .Values.pdb.minAvailable) "") (ne (toString .Values.pdb.maxUnavailable) "") -}}
 {{- fail "pdb: set minAvailable or maxUnavailable, not both" -}}
 {{- end -}}
+{{- with .Values.autoscaling.keda -}}
+{{- if and .enabled (ne $.Values.kafka.securityProtocol "PLAINTEXT") (not .authenticationRef) -}}
+{{- fail (printf "autoscaling.keda.authenticationRef is needed with kafka.securityProtocol %s: KEDA reads the lag from the brokers itself and needs a TriggerAuthentication with their SASL/TLS settings, or it never gets a metric" $.Values.kafka.securityProtocol) -}}
+{{- end -}}
+{{- end -}}
 {{- $stale := .Values.metrics.prometheusRule.alerts.checkpointStale -}}
 {{- if and .Values.metrics.prometheusRule.enabled $stale.enabled .Values.checkpoint.enabled -}}
 {{- $interval := .Values.config.checkpoint_interval_seconds | default 30 -}}
