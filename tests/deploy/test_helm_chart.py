@@ -385,6 +385,32 @@ def test_existing_secrets_strimzi_tls_and_a_checkpoint_volume_per_replica(render
     assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
 
 
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("fullnameOverride=fraud-review-active-learning-production-eu-west-1-primary",),
+        ("nameOverride=streamal-active-learning",),
+    ],
+    ids=["long-fullname", "long-release-and-name"],
+)
+def test_long_names_still_give_the_statefulset_pods(helm: Helm, sets: tuple[str, ...]) -> None:
+    """The StatefulSet controller labels each pod controller-revision-hash=<name>-<10 chars>,
+    a label value of at most 63 characters: a StatefulSet named longer than 52 characters gets
+    no pod at all ("must be no more than 63 characters"). helm accepts release names of up to
+    53 characters, and the full name appends the chart's name to the release's."""
+    release = "fraud-review-active-learning-production-eu-west1"  # 48 characters
+    args = ["template", release, str(CHART), "-n", NAMESPACE]
+    for item in sets:
+        args += ["--set", item]
+    done = helm.run(*args)
+    assert done.returncode == 0, done.stderr
+    docs = [d for d in yaml.safe_load_all(done.stdout) if d]
+    name = one(docs, "StatefulSet")["metadata"]["name"]
+    assert len(f"{name}-0123456789") <= 63, f"{name!r}: its pods cannot get their revision label"
+    for doc in docs:
+        assert len(doc["metadata"]["name"]) <= 63, doc["metadata"]["name"]
+
+
 def test_network_policy_opens_the_http_port_dns_and_kafka_only(rendered: Render) -> None:
     policy = one(rendered("networkpolicy"), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
