@@ -149,3 +149,73 @@ def test_dashboard_ships_in_a_configmap_for_the_grafana_sidecar(
     assert not [d for d in rendered("default") if d["metadata"]["name"] == "streamal-dashboard"], (
         "the dashboard is off by default"
     )
+
+
+def _query(title: str, legend: str) -> str:
+    """A panel's query, with the dashboard's variables set (rate interval 5m)."""
+    (panel,) = [p for p in PANELS if p["title"] == title]
+    (target,) = [t for t in panel["targets"] if t["legendFormat"] == legend]
+    expr: str = target["expr"]
+    for variable, value in (
+        ("$namespace", "fraud"),
+        ("$job", "streamal-headless"),
+        ("$__rate_interval", "5m"),
+        ("$window", "5m"),
+    ):
+        expr = expr.replace(variable, value)
+    return expr
+
+
+#: Panels of counts that every replica makes alike: each replica reads the whole labels and
+#: reviews topics, so it counts every label, and expires every open request, as the others do.
+SHARED_COUNTS = {
+    "labels-received": (
+        "Labels received",
+        "{{source}} {{outcome}}",
+        "streamal_labels_total",
+        {"source": "reviewer", "outcome": "learned"},
+    ),
+    "requests-expired": ("Review backlog", "expired", "streamal_pending_expired_total", {}),
+}
+
+
+@pytest.mark.parametrize(
+    ("title", "legend", "metric", "labels"), SHARED_COUNTS.values(), ids=SHARED_COUNTS.keys()
+)
+def test_counts_every_replica_makes_are_not_multiplied_by_the_replicas(
+    promtool: Path, tmp_path: Path, title: str, legend: str, metric: str, labels: dict[str, str]
+) -> None:
+    """Three replicas each count the same 60 labels (or expired requests) a minute: the panel
+    shows what happened once (1 a second, or 300 in 5 minutes), not three times that."""
+    expr = _query(title, legend)
+    common = {"namespace": "fraud", "job": "streamal-headless", **labels}
+    inputs = [
+        {
+            "series": metric
+            + "{"
+            + ",".join(f'{k}="{v}"' for k, v in {**common, "pod": f"streamal-{i}"}.items())
+            + "}",
+            "values": "0+60x60",
+        }
+        for i in range(3)
+    ]
+    grouped = re.match(r"\s*\w+(?: by \(([^)]*)\))?", expr)
+    assert grouped is not None
+    kept = [n.strip() for n in (grouped.group(1) or "").split(",") if n.strip()]
+    expected = "{" + ",".join(f'{n}="{labels[n]}"' for n in kept) + "}"
+    spec = {"groups": [{"name": "panel", "rules": [{"record": "panel", "expr": expr}]}]}
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
+    case = {
+        "expr": "panel",
+        "eval_time": "50m",
+        "exp_samples": [{"labels": "panel" + expected, "value": 1 if "rate(" in expr else 300}],
+    }
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": inputs, "promql_expr_test": [case]}],
+    }
+    path = tmp_path / "panel_test.yaml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    done = run_tool(promtool, "test", "rules", path)
+    assert done.returncode == 0, f"{expr}\n{done.stdout}{done.stderr}"
