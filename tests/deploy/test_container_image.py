@@ -82,3 +82,18 @@ def test_build_context_holds_only_what_the_wheel_needs() -> None:
     assert sources <= allowed, sources - allowed
     for name in sources:
         assert (ROOT / name).exists(), name
+
+
+def test_readme_names_every_setting_the_image_sets() -> None:
+    """The README's "Build the image" says which STREAMAL_* variables the image sets: an
+    operator reads it to know what a plain `docker run` gets without being told."""
+    runtime = _stages()[-1]
+    env = re.search(r"^ENV ((?:.*\\\n)*.*)$", runtime, flags=re.MULTILINE)
+    assert env is not None
+    in_image = {k: v for k, v in re.findall(r"(STREAMAL_\w+)=(\S+)", env.group(1))}
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Build the image") : readme.index("### Install against")]
+    sentence = re.search(r"sets only (.*?)\.\n", section, flags=re.DOTALL)
+    assert sentence is not None, "the README says what the image sets"
+    in_readme = dict(re.findall(r"`(STREAMAL_\w+)=([^`]+)`", sentence.group(1)))
+    assert in_readme == in_image
