@@ -180,8 +180,6 @@ def used_metric_names(rendered: Callable[[str], list[dict[str, Any]]]) -> set[st
 
 #: What the service checks of a list beyond its item type, when it starts.
 LIST_CHECKS: dict[str, dict[str, Any]] = {
-    # "classes must be at least two distinct names"
-    "classes": {"minItems": 2, "uniqueItems": True},
     # parse_weights: NAME=WEIGHT, the weight a float
     "source_weights": {
         "items": {

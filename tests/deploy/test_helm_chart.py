@@ -726,6 +726,7 @@ COMBINATIONS = {
     "one-class": ({"classes": ["fraud"]}, False),
     "same-class-twice": ({"classes": ["fraud", "fraud"]}, False),
     "source-weight-without-value": ({"source_weights": ["chargeback"]}, False),
+    "no-classes-is-binary": ({"classes": []}, True),
 }
 
 

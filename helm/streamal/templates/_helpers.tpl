@@ -182,6 +182,11 @@ of streamal.service.build_learner and streamal.core.policy.build_gate. */}}
 {{- if and $weighted (has $model (list "arf" "gnb")) -}}
 {{- fail (printf "config.model %s cannot learn weighted labels (config.class_balance, config.source_weights): choose logreg, logreg-slow or hat, or drop the weights" $model) -}}
 {{- end -}}
+{{- with $c.classes -}}
+{{- if lt (len (uniq .)) 2 -}}
+{{- fail "config.classes needs at least two distinct class names (an empty list or null: binary true/false)" -}}
+{{- end -}}
+{{- end -}}
 {{- if and (not (kindIs "invalid" $c.alert_cards_per_day)) (not $c.card_field) -}}
 {{- fail "config.alert_cards_per_day (the daily card alert lane) needs config.card_field" -}}
 {{- end -}}
