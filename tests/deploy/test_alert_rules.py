@@ -173,3 +173,61 @@ def test_accuracy_rules_follow_the_configured_classes(rendered: Render) -> None:
     assert 'predicted="legit",actual="legit"' in rule["expr"]
     assert 'predicted="fraud",actual="fraud"' in rule["expr"]
     assert '"true"' not in rule["expr"]
+
+
+def test_accuracy_drop_fires_with_a_custom_series_selector(
+    helm: Helm, promtool: Path, tmp_path: Path
+) -> None:
+    """metrics.prometheusRule.selector is for scraping another way (README: "e.g. with
+    annotations"), where the job is shared and another label tells this release's pods apart.
+    The accuracy alert reads recording rules: they must keep the selector's labels, or the
+    alert's selector matches no recorded series and the alert can never fire."""
+    selector = 'namespace="fraud",job="kubernetes-pods",app_kubernetes_io_instance="streamal"'
+    values = tmp_path / "selector-values.yaml"
+    values.write_text(yaml.safe_dump({"metrics": {"prometheusRule": {"selector": selector}}}))
+    docs = helm.render(MONITORING, values)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules_spec(docs), sort_keys=False))
+    labels = f'{selector},pod="streamal-0",lane="random"'
+    # Every 10 minutes 3 correct and 1 wrong random-lane label: accuracy 75 %, 144 in 6 h.
+    series = {"true,true": "0+1x48", "false,false": "0+2x48", "true,false": "0+1x48"}
+    inputs = [
+        {
+            "series": "streamal_label_outcomes_total{"
+            + f'{labels},predicted="{key.split(",")[0]}",actual="{key.split(",")[1]}"'
+            + "}",
+            "values": values,
+        }
+        for key, values in series.items()
+    ]
+    case = {
+        "eval_time": "7h",
+        "alertname": "StreamalAccuracyDrop",
+        "exp_alerts": [
+            {
+                "exp_labels": {
+                    "severity": "critical",
+                    "team": "fraud-ml",
+                    "namespace": "fraud",
+                    "job": "kubernetes-pods",
+                    "app_kubernetes_io_instance": "streamal",
+                },
+                "exp_annotations": {
+                    "summary": "streamal's unbiased accuracy dropped below 0.9",
+                    "description": "Accuracy on the random lane's labels (an unbiased estimate "
+                    "for the whole stream) is 75% over the last 6h, from at least 50 labels: the "
+                    "stream has likely drifted away from what the model knows.",
+                    "runbook_url": "https://github.com/streamal/streamal/blob/main/README.md"
+                    "#streamalaccuracydrop",
+                },
+            }
+        ],
+    }
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "10m", "input_series": inputs, "alert_rule_test": [case]}],
+    }
+    path = tmp_path / "selector_test.yaml"
+    path.write_text(yaml.safe_dump(tests, sort_keys=False))
+    done = run_tool(promtool, "test", "rules", path)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -211,6 +211,17 @@ of streamal.service.build_learner and streamal.core.policy.build_gate. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* The labels the recording rules keep: namespace and job, and those of a custom selector (its
+label names, quoted values left out), so that the alerts can select recorded series with it. */}}
+{{- define "streamal.ruleGroupBy" -}}
+{{- $names := list "namespace" "job" -}}
+{{- $matchers := regexReplaceAll "\"(\\\\.|[^\"\\\\])*\"" (include "streamal.ruleSelector" .) "" -}}
+{{- range regexFindAll "[a-zA-Z_][a-zA-Z0-9_]*\\s*(=~|!~|!=|=)" $matchers -1 -}}
+{{- $names = append $names (regexReplaceAll "\\s*(=~|!~|!=|=)$" . "") -}}
+{{- end -}}
+{{- $names | uniq | join ", " -}}
+{{- end -}}
+
 {{/* Secret-backed settings: the API token, the checkpoint key and the SASL password. */}}
 {{- define "streamal.env" -}}
 {{- $secret := include "streamal.secretName" . -}}
