@@ -678,6 +678,20 @@ def test_a_wrong_type_or_value_fails(helm: Helm, sets: tuple[str, ...]) -> None:
             ("autoscaling.keda.enabled=true", "kafka.securityProtocol=SSL"),
             "autoscaling.keda.authenticationRef",
         ),
+        # Prometheus refuses a scrape timeout above the interval (and the Prometheus Operator
+        # drops such a ServiceMonitor): nothing is scraped, and every alert is silent.
+        (
+            ("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.interval=5s"),
+            "metrics.serviceMonitor.scrapeTimeout (10s) must not exceed",
+        ),
+        (
+            (
+                "metrics.serviceMonitor.enabled=true",
+                "metrics.serviceMonitor.interval=1m",
+                "metrics.serviceMonitor.scrapeTimeout=1m30s",
+            ),
+            "metrics.serviceMonitor.scrapeTimeout (1m30s) must not exceed",
+        ),
     ],
     ids=[
         "hpa-and-keda",
@@ -692,6 +706,8 @@ def test_a_wrong_type_or_value_fails(helm: Helm, sets: tuple[str, ...]) -> None:
         "checkpoint-interval-beyond-stale-age",
         "keda-without-sasl-credentials",
         "keda-without-tls-settings",
+        "scrape-timeout-above-interval",
+        "scrape-timeout-above-interval-compound",
     ],
 )
 def test_contradictory_settings_fail(helm: Helm, sets: tuple[str, ...], message: str) -> None:

@@ -146,6 +146,11 @@ exponent (YAML numbers arrive as float64, and 1e+06 would not parse as an intege
 {{- fail (printf "autoscaling.keda.authenticationRef is needed with kafka.securityProtocol %s: KEDA reads the lag from the brokers itself and needs a TriggerAuthentication with their SASL/TLS settings, or it never gets a metric" $.Values.kafka.securityProtocol) -}}
 {{- end -}}
 {{- end -}}
+{{- with .Values.metrics.serviceMonitor -}}
+{{- if and .enabled (gt (include "streamal.durationMs" .scrapeTimeout | atoi) (include "streamal.durationMs" .interval | atoi)) -}}
+{{- fail (printf "metrics.serviceMonitor.scrapeTimeout (%s) must not exceed metrics.serviceMonitor.interval (%s): Prometheus refuses such a scrape, and nothing would be scraped" .scrapeTimeout .interval) -}}
+{{- end -}}
+{{- end -}}
 {{- $stale := .Values.metrics.prometheusRule.alerts.checkpointStale -}}
 {{- if and .Values.metrics.prometheusRule.enabled $stale.enabled .Values.checkpoint.enabled -}}
 {{- $interval := .Values.config.checkpoint_interval_seconds | default 30 -}}
@@ -200,6 +205,17 @@ of streamal.service.build_learner and streamal.core.policy.build_gate. */}}
 {{- if gt (addf $random $exploit) 1.000000001 -}}
 {{- fail (printf "config.random_share (%v) + config.exploit_share (%v, strategy %s's own unless set) must not exceed 1" $random $exploit $strategy) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* A Prometheus duration (e.g. 1m30s, the schema's pattern) in milliseconds. */}}
+{{- define "streamal.durationMs" -}}
+{{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|s|m|h|d|w|y)" . -1 -}}
+{{- $unit := regexFind "(ms|s|m|h|d|w|y)$" . -}}
+{{- $total = add $total (mul (trimSuffix $unit . | atoi) (get $units $unit)) -}}
+{{- end -}}
+{{- $total -}}
 {{- end -}}
 
 {{/* The PromQL selector of this release's series (as the ServiceMonitor scrapes them). */}}
