@@ -240,6 +240,22 @@ def test_scaled_object_scales_the_statefulset_on_the_transactions_lag(rendered: 
     assert not find(default_keda, "ScaledObject")
 
 
+def test_keda_counts_the_lag_of_a_new_consumer_group_as_the_service_reads_it(
+    rendered: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For partitions the group has no offset on yet (a new consumer group), KEDA's lag follows
+    its offsetResetPolicy: `latest` counts ~nothing, `earliest` the whole partition. The
+    service's consumer starts such partitions from its own auto_offset_reset, so the backlog
+    it has to read is what KEDA must see, or it never scales out for it."""
+    import streamal.adapters.kafka as kafka_adapter
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(kafka_adapter, "KafkaConsumer", lambda **config: seen.update(config))
+    kafka_adapter.make_consumer(Settings(bootstrap_servers="kafka:9092"), group_id="streamal")
+    (trigger,) = one(rendered("keda"), "ScaledObject")["spec"]["triggers"]
+    assert trigger["metadata"]["offsetResetPolicy"] == seen["auto_offset_reset"]
+
+
 def test_large_numbers_from_a_values_file_keep_integer_form(helm: Helm, tmp_path: Path) -> None:
     """YAML numbers reach templates as floats: 1000000 must not become 1e+06."""
     path = tmp_path / "big-values.yaml"
