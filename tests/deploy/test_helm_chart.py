@@ -738,6 +738,7 @@ COMBINATIONS = {
     "arf-weighted": ({"model": "arf", "class_balance": 0.5}, False),
     "gnb-source-weights": ({"model": "gnb", "source_weights": ["chargeback=0.5"]}, False),
     "gnb-weight-one": ({"model": "gnb", "source_weights": ["chargeback=1"]}, True),
+    "gnb-weight-one-spaced": ({"model": "gnb", "source_weights": ["chargeback = 1.0 "]}, True),
     "hat-weighted": ({"model": "hat", "source_weights": ["chargeback=0.5"]}, True),
     "committee-without-ensemble": ({"measure": "vote_entropy"}, False),
     "kl-on-hat": ({"model": "hat", "measure": "kl_divergence"}, False),

@@ -180,7 +180,7 @@ of streamal.service.build_learner and streamal.core.policy.build_gate. */}}
 {{- end -}}
 {{- $weighted := gt (float64 ($c.class_balance | default 0)) 0.0 -}}
 {{- range $c.source_weights | default list -}}
-{{- if ne (float64 (index (splitn "=" 2 .) "_1")) 1.0 -}}
+{{- if ne (float64 (trim (index (splitn "=" 2 .) "_1"))) 1.0 -}}
 {{- $weighted = true -}}
 {{- end -}}
 {{- end -}}
