@@ -28,7 +28,8 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -251,6 +252,7 @@ class Service:
         self._producer: Any = None
         self._producer_lock = threading.Lock()
         self.heartbeat: dict[str, float] = {}
+        self._connecting: set[str] = set()  # loops setting up their clients (see alive)
         self.broker_ok = False
         self.started_at = time.time()
         # Positions in the reviews and labels topics up to which the learner is current.
@@ -322,11 +324,27 @@ class Service:
         return False
 
     def alive(self) -> bool:
-        """Both loops are running and came back from poll recently (no broker round trip)."""
+        """Both loops are running and came back from poll recently (no broker round trip).
+
+        A loop still connecting (bootstrapping its clients, finding its partitions) counts as
+        alive however long that takes: with the broker down at start, a restart would not bring
+        it back sooner, and the pod would crash-loop through the outage. ``ready`` says no.
+        """
         now = time.monotonic()
         return all(t.is_alive() for t in self._threads) and all(
-            now - beat < STALL_SECONDS for beat in self.heartbeat.values()
+            name in self._connecting or now - beat < STALL_SECONDS
+            for name, beat in self.heartbeat.items()
         )
+
+    @contextmanager
+    def _connecting_phase(self, name: str) -> Iterator[None]:
+        """Mark loop ``name`` as connecting to the broker (see :meth:`alive`)."""
+        self._connecting.add(name)
+        try:
+            yield
+        finally:
+            self._connecting.discard(name)
+            self.heartbeat[name] = time.monotonic()
 
     def ready(self) -> dict[str, bool]:
         checks = {
@@ -413,11 +431,13 @@ class Service:
         while the reviews topic is behind; it is an orphan only after that.
         """
         s = self.settings
-        if s.create_topics:
-            ensure_service_topics(s)
-        consumer = make_consumer(s, group_id=None, fetch_max_wait_ms=20, max_poll_records=500)
+        with self._connecting_phase("labels"):
+            if s.create_topics:
+                ensure_service_topics(s)
+            consumer = make_consumer(s, group_id=None, fetch_max_wait_ms=20, max_poll_records=500)
         try:
-            assigned = self._assign_inputs(consumer)
+            with self._connecting_phase("labels"):
+                assigned = self._assign_inputs(consumer)
             if not assigned:
                 return
             self._labels_positioned.set()
@@ -764,11 +784,12 @@ class Service:
 
     def _events_loop(self) -> None:
         s = self.settings
-        while not self._labels_positioned.is_set():
-            if self._stop.wait(0.05):
-                return
-        consumer = make_consumer(s, group_id=s.consumer_group)
-        consumer.subscribe([s.topic_transactions])
+        with self._connecting_phase("events"):
+            while not self._labels_positioned.is_set():
+                if self._stop.wait(0.05):
+                    return
+            consumer = make_consumer(s, group_id=s.consumer_group)
+            consumer.subscribe([s.topic_transactions])
         try:
             next_gauges = 0.0
             while not self._stop.is_set():

@@ -4,6 +4,7 @@ housekeeping counts."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import deque
 
@@ -12,6 +13,7 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import (
     KafkaError,
+    KafkaTimeoutError,
     MessageSizeTooLargeError,
     NotLeaderForPartitionError,
     TopicAuthorizationFailedError,
@@ -19,6 +21,7 @@ from kafka.errors import (
 from kafka.future import Future
 from prometheus_client import generate_latest
 
+import streamal.service as service_module
 from streamal.config import Settings
 from streamal.core.messages import InvalidMessage
 from streamal.core.pending import PendingItem
@@ -266,3 +269,33 @@ def test_an_output_refused_for_a_while_replays_the_batch() -> None:
     assert consumer.committed == 0
     assert consumer.seeks == [(TopicPartition("transactions", 0), 100)]
     assert not [t for t, _ in producer.sent if t == "dead-letter"]
+
+
+def test_a_broker_down_at_start_does_not_fail_the_liveness_probe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the broker down when the pod starts, both loops wait in their clients' bootstrap
+    (the events loop behind the labels loop). They are connecting, not stuck: /livez must stay
+    200 (a restart would not bring the broker back) while /readyz says not ready. Before, both
+    heartbeats went stale after STALL_SECONDS and liveness killed the pod through the outage.
+
+    The client here blocks as kafka-python's does against a broker that does not answer (about
+    30 s, then KafkaTimeoutError) but lets go when the test ends, so no thread outlives it."""
+    released = threading.Event()
+
+    def bootstrapping(*_: object, **__: object) -> None:
+        released.wait(30)
+        raise KafkaTimeoutError("Unable to bootstrap")
+
+    monkeypatch.setattr(service_module, "STALL_SECONDS", 1.0)
+    monkeypatch.setattr(service_module, "make_consumer", bootstrapping)
+    service = Service(Settings(bootstrap_servers="127.0.0.1:1", create_topics=False))
+    service.start()
+    try:
+        time.sleep(2.5)
+        assert service.alive()
+        assert not service.ready()["ready"]
+    finally:
+        released.set()
+        service.stop(timeout=5.0)
+    assert not any(t.is_alive() for t in service._threads)
