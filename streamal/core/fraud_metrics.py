@@ -24,7 +24,8 @@ __all__ = ["DailyCardMetrics", "DayFigures", "auc", "card_precision_at_k"]
 
 
 def auc(scores: Sequence[float], truth: Sequence[bool]) -> float:
-    """Area under the ROC curve (ties count half), by ranks: O(n log n).
+    """Area under the ROC curve (ties count half), by ranks: O(n log n); NaN if a score is NaN
+    (it has no rank) or a class is missing.
 
     >>> auc([0.9, 0.8, 0.3, 0.1], [True, False, True, False])
     0.75
@@ -32,7 +33,7 @@ def auc(scores: Sequence[float], truth: Sequence[bool]) -> float:
     pairs = sorted(zip(scores, truth, strict=True))
     positives = sum(truth)
     negatives = len(pairs) - positives
-    if not positives or not negatives:
+    if not positives or not negatives or any(math.isnan(s) for s in scores):
         return math.nan
     rank_sum = 0.0
     i = 0

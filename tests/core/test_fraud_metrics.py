@@ -83,3 +83,10 @@ def test_only_labels_and_detections_from_the_given_days_make_cards_known() -> No
     metrics.close()
     # 08-03: c is left out, a (ranked first) is fraud, detected; 08-04: a and c left out, b not.
     assert [d.card_precision_at_k for d in metrics.days[2:]] == [1.0, 1.0]
+
+
+def test_auc_of_a_nan_score_is_nan_and_returns() -> None:
+    # A NaN is not equal to itself: the tie loop never advanced past it and auc never returned
+    # (a scrape of the service's fraud figures would hang on one NaN request score).
+    assert math.isnan(auc([math.nan, 0.2, 0.9, 0.1], [True, False, True, False]))
+    assert math.isnan(auc([0.3, math.nan], [False, True]))
