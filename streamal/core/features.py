@@ -20,12 +20,13 @@ too slow for the events loop.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streamal.core.messages import parse_time
+from streamal.core.messages import MAX_FEATURE_MAGNITUDE, InvalidMessage, parse_time
 
 __all__ = ["FeatureSpec", "TransactionFeatures"]
 
@@ -36,6 +37,21 @@ def _time(value: Any) -> float:
     if type(value) is float:
         return value
     return parse_time(value) or 0.0
+
+
+def _amount(value: Any) -> float:
+    """The amount as a float (0 when missing); a non-number, or one that is not finite or
+    beyond ±1e100, is refused: in a card's running sum it would spoil the card's mean for
+    good."""
+    if not value:  # missing, null or empty: as before, no amount
+        return 0.0
+    try:
+        amount = float(value)
+    except (TypeError, ValueError, OverflowError):
+        amount = math.nan
+    if not -MAX_FEATURE_MAGNITUDE <= amount <= MAX_FEATURE_MAGNITUDE:  # NaN fails both
+        raise InvalidMessage("bad_value", "the amount is not a finite number within ±1e100")
+    return amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +178,7 @@ class TransactionFeatures:
         (so the card's windows include it, as in the handbook)."""
         s = self.spec
         t = _time(event.get(s.time_field))
-        amount = float(event.get(s.amount_field) or 0.0)
+        amount = _amount(event.get(s.amount_field))
         card = event.get(s.card_field)
         terminal = event.get(s.terminal_field)
         card_windows = self._rolling(card).update(t, amount if learn else None)

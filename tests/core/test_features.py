@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from streamal.core.budget import WindowBudget
 from streamal.core.features import DAY, FeatureSpec, TransactionFeatures
 from streamal.core.gate import Gate
 from streamal.core.learner import ActiveLearner
-from streamal.core.messages import Label, Transaction
+from streamal.core.messages import InvalidMessage, Label, Transaction
 from streamal.core.model import OnlineModel, make_model
 
 
@@ -101,3 +103,15 @@ def test_delayed_terminal_windows_match_brute_force() -> None:
             if (u, m) not in known:
                 features.learn_label(_tx(-1, u, card=0, terminal=m, amount=1.0), fraud=True)
                 known.append((u, m))
+
+
+def test_a_non_finite_amount_is_refused_and_leaves_the_card_clean() -> None:
+    # A string amount passes the message's feature checks (it is one-hot there); "nan" then
+    # went into the card's running sum, whose mean stayed NaN for good, long after the event
+    # left every window. Such an amount is refused, as a bad number is elsewhere.
+    f = TransactionFeatures(FeatureSpec(windows_days=(1,)))
+    for bad in ("nan", "inf", float("nan"), "-inf", "ten", [1], 10**400, 1e101):
+        with pytest.raises(InvalidMessage):
+            f.transform_one(_tx(0, 0.0, 1, 1, bad))  # type: ignore[arg-type]
+    assert f.transform_one(_tx(1, 2 * DAY, 1, 1, "12.5"))["card_mean_amount_1d"] == 12.5
+    assert f.transform_one(_tx(2, 2 * DAY + 1, 1, 1, 7.5))["card_mean_amount_1d"] == 10.0
