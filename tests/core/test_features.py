@@ -115,3 +115,15 @@ def test_a_non_finite_amount_is_refused_and_leaves_the_card_clean() -> None:
             f.transform_one(_tx(0, 0.0, 1, 1, bad))  # type: ignore[arg-type]
     assert f.transform_one(_tx(1, 2 * DAY, 1, 1, "12.5"))["card_mean_amount_1d"] == 12.5
     assert f.transform_one(_tx(2, 2 * DAY + 1, 1, 1, 7.5))["card_mean_amount_1d"] == 10.0
+
+
+@pytest.mark.parametrize("huge", [1e20, -1e20, 1e100])
+def test_a_huge_amount_leaves_no_trace_once_out_of_the_window(huge: float) -> None:
+    # The running sum absorbed the small amounts next to a huge one (1e20 + 10 == 1e20), so
+    # when the huge one left the window the card's mean was 0 instead of the mean of the rest.
+    f = TransactionFeatures(FeatureSpec(windows_days=(1,)))
+    f.transform_one(_tx(0, 0.0, 1, 1, huge))
+    f.transform_one(_tx(1, 0.5 * DAY, 1, 1, 10.0))
+    x = f.transform_one(_tx(2, 1.2 * DAY, 1, 1, 30.0))
+    assert (x["card_tx_1d"], x["card_mean_amount_1d"]) == (2.0, 20.0)
+    assert f.transform_one(_tx(3, 1.6 * DAY, 1, 1, 0.0))["card_mean_amount_1d"] == 15.0
