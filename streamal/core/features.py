@@ -167,6 +167,10 @@ class TransactionFeatures:
     1.0
     """
 
+    #: Event time from which the next sweep drops the terminals with nothing left in any
+    #: window (a class default, so that a learner pickled before it restores).
+    _next_sweep: float = -math.inf
+
     def __init__(self, spec: FeatureSpec | None = None) -> None:
         self.spec = spec or FeatureSpec()
         self._windows = tuple(d * DAY for d in self.spec.windows_days)
@@ -211,6 +215,8 @@ class TransactionFeatures:
             out[f"terminal_risk_{days}d"] = min(1.0, known / m) if m else 0.0
         if self._delay:  # labels already received within the delay (the reviewers' findings)
             out["terminal_known_frauds_delay"] = float(_count(frauds, end, t)) if frauds else 0.0
+        if t >= self._next_sweep:
+            self._sweep(t)
         seconds = t % DAY
         out["hour"] = seconds / 3600.0
         out["night"] = 1.0 if seconds < 6 * 3600 else 0.0
@@ -229,6 +235,25 @@ class TransactionFeatures:
         horizon = t - self._horizon
         while times and times[0] <= horizon:
             times.pop(0)
+
+    def _sweep(self, now: float) -> None:
+        """Forget the terminals whose every event and known fraud has left every window by
+        ``now``, once a day of event time, so that the state does not grow with every terminal
+        ever seen. Exact for events in time order: a terminal that comes back counts as it
+        would have (its windows hold nothing older than the horizon).
+
+        Cards are kept: a card's running sums take a returning card's new amount in before the
+        old ones out, ``(s + new) - old``, which a fresh card's ``new`` does not equal to the
+        last bit.
+        """
+        self._next_sweep = now + DAY
+        cutoff = now - self._horizon
+        for terminal in [
+            k for k, v in self._terminals.items() if not v.times or v.times[-1] <= cutoff
+        ]:
+            del self._terminals[terminal]
+        for terminal in [k for k, v in self._frauds.items() if not v or v[-1] <= cutoff]:
+            del self._frauds[terminal]
 
     def _rolling(self, key: Any) -> _Rolling:
         rolling = self._cards.get(key)

@@ -127,3 +127,36 @@ def test_a_huge_amount_leaves_no_trace_once_out_of_the_window(huge: float) -> No
     x = f.transform_one(_tx(2, 1.2 * DAY, 1, 1, 30.0))
     assert (x["card_tx_1d"], x["card_mean_amount_1d"]) == (2.0, 20.0)
     assert f.transform_one(_tx(3, 1.6 * DAY, 1, 1, 0.0))["card_mean_amount_1d"] == 15.0
+
+
+def test_terminal_state_stays_bounded_when_terminals_keep_changing() -> None:
+    # Every terminal ever seen kept its (empty) event and fraud lists for good: a stream of
+    # new terminal ids grew the state without bound. Those with nothing left are dropped.
+    f = TransactionFeatures(FeatureSpec(windows_days=(1, 7), terminal_delay_days=1))
+    for i in range(60 * 24):  # one new card and terminal an hour for 60 days
+        tx = _tx(i, i * 3600.0, card=i, terminal=i, amount=round(10 + i % 97 * 1.01, 2))
+        f.transform_one(tx)
+        f.learn_label(tx, fraud=i % 3 == 0)
+    # Kept: what the 8-day terminal horizon (7-day window, 1-day delay) holds, plus a day.
+    assert len(f._terminals) <= 9 * 24 and len(f._frauds) <= 9 * 24
+
+
+def test_forgetting_idle_terminals_changes_no_feature() -> None:
+    # Sparse terminals that go idle for weeks and come back, in time order: every feature is
+    # the same, to the bit, as with nothing ever forgotten.
+    rng = random.Random(3)
+    spec = FeatureSpec(windows_days=(1, 7, 30), terminal_delay_days=7)
+    swept, kept = TransactionFeatures(spec), TransactionFeatures(spec)
+    kept._next_sweep = float("inf")  # never sweeps
+    t, events = 0.0, []
+    for i in range(4000):
+        t += rng.expovariate(1 / 4000.0)
+        card, terminal = rng.randrange(300), rng.randrange(2000)
+        tx = _tx(i, t, card, terminal, rng.choice([round(rng.uniform(1, 300), 2), 1e12]))
+        assert swept.transform_one(tx) == kept.transform_one(tx)
+        events.append(tx)
+        if rng.random() < 0.05:  # a label for an earlier event arrives
+            old = rng.choice(events[-500:])
+            for f in (swept, kept):
+                f.learn_label(old, fraud=True)
+    assert len(swept._terminals) < len(kept._terminals)
