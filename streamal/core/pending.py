@@ -130,10 +130,12 @@ class PendingStore:
         return self.expired + self.evicted
 
     def snapshot(self, limit: int | None = None) -> list[PendingItem]:
-        """The open requests, oldest first (a copy, safe to read while loops run)."""
+        """The open requests, oldest first, at most ``limit`` (a copy, safe to read while loops
+        run)."""
         with self._lock:
             items: Iterator[PendingItem] = iter(self._items.values())
-            return [item for _, item in zip(range(limit or len(self._items)), items, strict=False)]
+            n = len(self._items) if limit is None else max(0, limit)
+            return [item for _, item in zip(range(n), items, strict=False)]
 
     def __len__(self) -> int:
         return len(self._items)

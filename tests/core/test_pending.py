@@ -130,3 +130,13 @@ def test_tiny_store(max_items: int) -> None:
         store.add(item(f"e{i}"))
     assert len(store) == max_items
     assert store.evicted == 4 - max_items
+
+
+def test_snapshot_limit_zero_is_no_items() -> None:
+    # ``limit or len(...)`` read a limit of 0 as "no limit" and returned every open request.
+    store = PendingStore()
+    for i in range(3):
+        store.add(PendingItem(f"e{i}", {}, {}, False, "uncertainty", 1.0, 0, float(i)))
+    assert store.snapshot(0) == []
+    assert [item.event_id for item in store.snapshot(2)] == ["e0", "e1"]
+    assert len(store.snapshot()) == 3
