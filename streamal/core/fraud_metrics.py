@@ -139,7 +139,7 @@ class DailyCardMetrics:
             self._day = day
         self._scores.append(score)
         self._truth.append(fraud)
-        if score > self._card_max.get(card, -1.0):
+        if score > self._card_max.get(card, -math.inf):
             self._card_max[card] = score
         if fraud:
             self._fraud_cards.add(card)

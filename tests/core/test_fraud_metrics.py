@@ -90,3 +90,14 @@ def test_auc_of_a_nan_score_is_nan_and_returns() -> None:
     # (a scrape of the service's fraud figures would hang on one NaN request score).
     assert math.isnan(auc([math.nan, 0.2, 0.9, 0.1], [True, False, True, False]))
     assert math.isnan(auc([0.3, math.nan], [False, True]))
+
+
+def test_daily_cards_rank_scores_below_minus_one() -> None:
+    # A card's max started from -1.0, so a card whose every score was below -1 (a margin or
+    # log-odds score rather than a probability) was never ranked, nor its fraud amount caught.
+    m = DailyCardMetrics(k=1)
+    m.add("2018-04-01", "a", -2.0, True, 5.0, False)
+    m.add("2018-04-01", "b", -3.0, False, 7.0, False)
+    m.close()
+    (day,) = m.days
+    assert (day.card_precision_at_k, day.fraud_amount_caught) == (1.0, 5.0)
