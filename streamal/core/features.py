@@ -84,13 +84,25 @@ class _Rolling:
         self.sums = [0.0 for _ in windows]
 
     def update(self, t: float, value: float | None) -> list[tuple[int, float]]:
-        """Add ``value`` at time ``t`` (unless None) and return (count, sum) per window."""
+        """Add ``value`` at time ``t`` (unless None) and return (count, sum) per window.
+
+        A late value (before the latest) is put in its place in time, so that it leaves its
+        windows when its time says, and its own windows are ``(t - width, t]``: the values
+        after it in time do not count, nor those that had left a window before it came.
+        """
         out = []
         sums = self.sums
         for i, width in enumerate(self.windows):
             queue = self.queues[i]
+            late = value is not None and bool(queue) and t < queue[-1][0]
             if value is not None:
-                queue.append((t, value))
+                if late:
+                    j = len(queue)
+                    while j and queue[j - 1][0] > t:
+                        j -= 1
+                    queue.insert(j, (t, value))
+                else:
+                    queue.append((t, value))
                 sums[i] += value
             cutoff = t - width
             huge = False
@@ -100,7 +112,11 @@ class _Rolling:
                 huge = huge or abs(gone) > _EXACT
             if huge:
                 sums[i] = math.fsum(v for _, v in queue)
-            out.append((len(queue), sums[i]))
+            if late:
+                inside = [v for u, v in queue if u <= t]
+                out.append((len(inside), math.fsum(inside)))
+            else:
+                out.append((len(queue), sums[i]))
         return out
 
 

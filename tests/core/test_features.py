@@ -160,3 +160,39 @@ def test_forgetting_idle_terminals_changes_no_feature() -> None:
             for f in (swept, kept):
                 f.learn_label(old, fraud=True)
     assert len(swept._terminals) < len(kept._terminals)
+
+
+def test_a_late_transaction_counts_in_its_own_time() -> None:
+    # A late transaction was appended behind newer ones: its own windows counted the
+    # transactions after it, and it left the windows only after them (FIFO), so later
+    # transactions counted it a day too long.
+    f = TransactionFeatures(FeatureSpec(windows_days=(1,)))
+    f.transform_one(_tx(0, 10 * 3600.0, 1, 1, 10.0))
+    x = f.transform_one(_tx(1, 0.0, 1, 1, 40.0))  # late: before the first
+    assert (x["card_tx_1d"], x["card_mean_amount_1d"]) == (1.0, 40.0)
+    x = f.transform_one(_tx(2, 25 * 3600.0, 1, 1, 30.0))  # the late one is out, as its time says
+    assert (x["card_tx_1d"], x["card_mean_amount_1d"]) == (2.0, 20.0)
+
+
+def test_card_windows_match_brute_force_with_late_transactions() -> None:
+    rng = random.Random(2)
+    f = TransactionFeatures()
+    history: list[tuple[float, int, float]] = []
+    latest: dict[int, float] = {}  # per card
+    t = 0.0
+    for i in range(3000):
+        t += rng.expovariate(1 / 3000.0)
+        # One in ten is late, by less than the shortest window: what left a window before it
+        # came (at or before the card's latest time less the width) stays out.
+        u = t - rng.uniform(0, 0.5 * DAY) if rng.random() < 0.1 else t
+        card = rng.randrange(20)
+        amount = round(rng.uniform(1, 200), 2)
+        x = f.transform_one(_tx(i, u, card, rng.randrange(50), amount))
+        seen = latest.get(card, u)
+        for days in (1, 7, 30):
+            start = max(u, seen) - days * DAY
+            window = [a for (v, c, a) in history if c == card and start < v <= u] + [amount]
+            assert x[f"card_tx_{days}d"] == len(window)
+            assert abs(x[f"card_mean_amount_{days}d"] - sum(window) / len(window)) < 1e-6
+        history.append((u, card, amount))
+        latest[card] = max(u, seen)
