@@ -186,6 +186,9 @@ class TransactionFeatures:
     #: Event time from which the next sweep drops the terminals with nothing left in any
     #: window (a class default, so that a learner pickled before it restores).
     _next_sweep: float = -math.inf
+    #: Time of the previous transaction: the sweep's present is the earlier of it and the
+    #: current one's, so that one event dated far ahead (a wrong clock) sweeps nothing.
+    _previous: float = -math.inf
 
     def __init__(self, spec: FeatureSpec | None = None) -> None:
         self.spec = spec or FeatureSpec()
@@ -231,8 +234,10 @@ class TransactionFeatures:
             out[f"terminal_risk_{days}d"] = min(1.0, known / m) if m else 0.0
         if self._delay:  # labels already received within the delay (the reviewers' findings)
             out["terminal_known_frauds_delay"] = float(_count(frauds, end, t)) if frauds else 0.0
-        if t >= self._next_sweep:
-            self._sweep(t)
+        now = min(t, self._previous)
+        self._previous = t
+        if now >= self._next_sweep:
+            self._sweep(now)
         seconds = t % DAY
         out["hour"] = seconds / 3600.0
         out["night"] = 1.0 if seconds < 6 * 3600 else 0.0

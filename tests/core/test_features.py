@@ -196,3 +196,14 @@ def test_card_windows_match_brute_force_with_late_transactions() -> None:
             assert abs(x[f"card_mean_amount_{days}d"] - sum(window) / len(window)) < 1e-6
         history.append((u, card, amount))
         latest[card] = max(u, seen)
+
+
+def test_one_event_dated_far_ahead_does_not_make_every_terminal_forgotten() -> None:
+    # The daily sweep of idle terminals takes its "now" from the events: one event dated a
+    # century ahead (a wrong clock) must not count as the present for the others.
+    f = TransactionFeatures(FeatureSpec(windows_days=(1, 7)))
+    for i in range(48):
+        f.transform_one(_tx(i, i * 3600.0, card=i, terminal=i % 5, amount=10.0))
+    f.transform_one(_tx(99, 100 * 365 * DAY, card=99, terminal=99, amount=10.0))
+    x = f.transform_one(_tx(100, 48 * 3600.0, card=100, terminal=1, amount=10.0))
+    assert x["terminal_tx_7d"] == 11.0  # its 10 earlier ones and this one
