@@ -219,8 +219,8 @@ class FraudTracker:
         current = self._current
         if current is None or day > current:
             self._current = current = day
-            self._days = {d: v for d, v in self._days.items() if d >= current - timedelta(1)}
-        if day < current - timedelta(1):
+            self._days = {d: v for d, v in self._days.items() if d >= _before(current)}
+        if day < _before(current):
             return  # too late for the days reported
         known = self._known.get(card)
         if known is not None and known < day:
@@ -242,13 +242,20 @@ class FraudTracker:
     def _reported_days(self) -> tuple[date | None, date | None]:
         if self._current is None:
             return None, None
-        return self._current, self._current - timedelta(1)
+        current = self._current
+        return current, (None if current == date.min else current - timedelta(1))
 
     def _precision_at_k(self, d: _Day | None) -> tuple[float, int]:
         if d is None or not d.card_max:
             return math.nan, 0
         top = sorted(d.card_max, key=d.card_max.__getitem__, reverse=True)[: self.k]
         return sum(1 for c in top if c in d.fraud_cards) / len(top), len(d.card_max)
+
+
+def _before(day: date) -> date:
+    """The day before ``day``; ``date.min`` for itself (year 1's first day, Go's zero time, is
+    a valid event day with no day before it)."""
+    return day - timedelta(1) if day > date.min else day
 
 
 def _share(hits: list[bool]) -> float:

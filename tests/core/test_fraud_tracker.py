@@ -186,3 +186,16 @@ def test_bad_sizes_are_refused() -> None:
         FraudTracker(k=0)
     with pytest.raises(ValueError):
         FraudTracker(window=0)
+
+
+def test_an_event_on_the_first_representable_day_does_not_break_the_figures() -> None:
+    # Go's zero time, "0001-01-01T00:00:00Z", is a valid event time; the day before it is not
+    # a date: learned() raised OverflowError, and once it was "today" every figures() did too.
+    t = FraudTracker(k=2, card_field="card")
+    zero = {"card": "a", "timestamp": "0001-01-01T00:00:00Z"}
+    t.learned("e0", "random", True, 0.5, zero, 1_522_540_800.0)
+    f = t.figures()
+    assert f.card_precision_at_k["current"] == 1.0
+    assert math.isnan(f.card_precision_at_k["previous"])
+    t.learned("e1", "random", False, 0.4, {"card": "b", "timestamp": 1_522_540_800.0}, None)
+    assert t.figures().card_precision_at_k["current"] == 0.0
