@@ -37,10 +37,10 @@ DAY = 86_400.0
 _EXACT = 1e9
 
 
-def _time(value: Any) -> float:
+def _time(value: Any) -> float | None:
     if type(value) is float:
         return value
-    return parse_time(value) or 0.0
+    return parse_time(value)
 
 
 def _amount(value: Any) -> float:
@@ -189,6 +189,8 @@ class TransactionFeatures:
     #: Time of the previous transaction: the sweep's present is the earlier of it and the
     #: current one's, so that one event dated far ahead (a wrong clock) sweeps nothing.
     _previous: float = -math.inf
+    #: Latest transaction time seen: the time of a transaction (or a label's) that has none.
+    _latest: float = -math.inf
 
     def __init__(self, spec: FeatureSpec | None = None) -> None:
         self.spec = spec or FeatureSpec()
@@ -209,7 +211,9 @@ class TransactionFeatures:
         """Features of one transaction; with ``learn`` the transaction joins the history first
         (so the card's windows include it, as in the handbook)."""
         s = self.spec
-        t = _time(event.get(s.time_field))
+        t = self._time(event)
+        if t > self._latest:
+            self._latest = t
         amount = _amount(event.get(s.amount_field))
         card = event.get(s.card_field)
         terminal = event.get(s.terminal_field)
@@ -250,12 +254,20 @@ class TransactionFeatures:
             return
         s = self.spec
         terminal = event.get(s.terminal_field)
-        t = _time(event.get(s.time_field))
+        t = self._time(event)
         times = self._frauds.setdefault(terminal, [])
         bisect.insort(times, t)
         horizon = t - self._horizon
         while times and times[0] <= horizon:
             times.pop(0)
+
+    def _time(self, event: Mapping[str, Any]) -> float:
+        """The event's time; without one, as late as the latest transaction seen (it is
+        happening now), 0 before any."""
+        t = _time(event.get(self.spec.time_field))
+        if t is None:
+            return self._latest if self._latest > -math.inf else 0.0
+        return t
 
     def _sweep(self, now: float) -> None:
         """Forget the terminals whose every event and known fraud has left every window by

@@ -207,3 +207,20 @@ def test_one_event_dated_far_ahead_does_not_make_every_terminal_forgotten() -> N
     f.transform_one(_tx(99, 100 * 365 * DAY, card=99, terminal=99, amount=10.0))
     x = f.transform_one(_tx(100, 48 * 3600.0, card=100, terminal=1, amount=10.0))
     assert x["terminal_tx_7d"] == 11.0  # its 10 earlier ones and this one
+
+
+def test_a_transaction_without_a_time_is_taken_to_be_now() -> None:
+    # Without a time it was taken to be at 1970-01-01 00:00: night, hour 0, and (now that a
+    # late value counts in its own time) alone in its card's windows. It is happening now.
+    f = TransactionFeatures(FeatureSpec(windows_days=(1,)))
+    noon = 17_622 * DAY + 12 * 3600.0  # 2018-04-01, a Sunday, 12:00 UTC
+    f.transform_one(_tx(0, noon, card=1, terminal=1, amount=10.0))
+    event = {"customer_id": 1, "terminal_id": 1, "amount": 30.0}  # no timestamp
+    x = f.transform_one(event)
+    assert (x["hour"], x["night"], x["weekend"]) == (12.0, 0.0, 1.0)
+    assert (x["card_tx_1d"], x["card_mean_amount_1d"], x["terminal_tx_1d"]) == (2.0, 20.0, 2.0)
+    f.learn_label(event, fraud=True)  # its fraud counts at its terminal from now on
+    assert (
+        f.transform_one(_tx(2, noon + 60, card=2, terminal=1, amount=5.0))["terminal_risk_1d"]
+        == 1 / 3
+    )
