@@ -60,6 +60,8 @@ def card_precision_at_k(
     >>> card_precision_at_k({"a": .9, "b": .8, "c": .1}, {"a", "c"}, k=2, exclude={"a"})
     0.5
     """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
     excluded = set(exclude)
     ranked = sorted(
         (c for c in card_scores if c not in excluded), key=card_scores.__getitem__, reverse=True
@@ -129,6 +131,10 @@ class DailyCardMetrics:
     _requested: int = 0
     _learned: int = 0
     _compromised_today: set[Hashable] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
 
     def add(
         self, day: str, card: Hashable, score: float, fraud: bool, amount: float, requested: bool

@@ -101,3 +101,13 @@ def test_daily_cards_rank_scores_below_minus_one() -> None:
     m.close()
     (day,) = m.days
     assert (day.card_precision_at_k, day.fraud_amount_caught) == (1.0, 5.0)
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_a_k_below_one_is_refused(k: int) -> None:
+    # k = 0 divided by zero at the day's close; k = -1 sliced off the last card and reported
+    # a negative card precision.
+    with pytest.raises(ValueError, match="k"):
+        DailyCardMetrics(k=k)
+    with pytest.raises(ValueError, match="k"):
+        card_precision_at_k({"a": 0.9, "b": 0.1}, {"a"}, k=k)
