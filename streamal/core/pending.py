@@ -144,7 +144,12 @@ class PendingStore:
         return event_id in self._items
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
+        # Copied under the lock: the service pickles the store under the model's lock while
+        # the reviews loop may add to it, and pickle iterates a dict after this returns.
+        with self._lock:
+            state = self.__dict__.copy()
+            state["_items"] = self._items.copy()
+            state["_resolved"] = self._resolved.copy()
         del state["_lock"]
         return state
 

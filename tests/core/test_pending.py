@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import threading
 
 import pytest
 
@@ -140,3 +141,31 @@ def test_snapshot_limit_zero_is_no_items() -> None:
     assert store.snapshot(0) == []
     assert [item.event_id for item in store.snapshot(2)] == ["e0", "e1"]
     assert len(store.snapshot()) == 3
+
+
+class _AddsWhilePickled:
+    """Stands for another thread's add landing while the store is being pickled."""
+
+    def __init__(self, store: PendingStore) -> None:
+        self.store = store
+
+    def __reduce__(self) -> tuple[type[dict[str, int]], tuple[()]]:
+        item = PendingItem("late", {}, {}, False, "uncertainty", 1.0, 0, 9.0)
+        thread = threading.Thread(target=self.store.add, args=(item,))
+        thread.start()
+        thread.join(timeout=5)
+        return dict, ()
+
+
+def test_pickling_while_another_thread_adds() -> None:
+    # The service pickles the learner (its pending store with it) under the model's lock,
+    # while the reviews loop adds requests under the store's lock only: __getstate__ handed
+    # pickle the live dicts, so an add meanwhile raised "OrderedDict mutated during
+    # iteration" and the checkpoint failed. The state is now copied under the store's lock.
+    store = PendingStore()
+    for i in range(2000):  # pickle takes the items in batches of 1000
+        store.add(PendingItem(f"e{i}", {}, {}, False, "uncertainty", 1.0, 0, float(i), {}))
+    store.get("e0").event["hook"] = _AddsWhilePickled(store)  # type: ignore[index]
+    copy = pickle.loads(pickle.dumps(store))
+    assert [i.event_id for i in copy.snapshot()] == [f"e{i}" for i in range(2000)]
+    assert "late" in store
