@@ -143,6 +143,10 @@ class DailyAlerts:
     True
     """
 
+    #: Cards reported compromised before the first event: quiet from the first event's time
+    #: (a class default, so that a lane pickled before it restores).
+    _early: frozenset[Hashable] = frozenset()
+
     def __init__(
         self,
         cards_per_day: int = 100,
@@ -193,6 +197,10 @@ class DailyAlerts:
             self._day = day
         if t > self._now:
             self._now = t
+        if self._early:
+            for early in self._early:
+                self._quiet[early] = t + self.quiet_seconds
+            self._early = frozenset()
         if day == self._day:  # a late event from an earlier day counts as today's, unprofiled
             self._hours[min(_HOURS - 1, int((t - day * DAY) // 3600))] += 1
         if card is not None and not self._is_quiet(card):
@@ -214,8 +222,12 @@ class DailyAlerts:
 
     def compromised(self, card: Hashable) -> None:
         """A fraud label arrived for ``card``: the team blocks it, no alert for ``quiet_days``."""
-        if self.quiet_seconds > 0 and math.isfinite(self._now):
+        if self.quiet_seconds <= 0:
+            return
+        if math.isfinite(self._now):
             self._quiet[card] = self._now + self.quiet_seconds
+        else:  # no event yet: quiet from the first one's time
+            self._early = self._early | {card}
 
     # ------------------------------------------------------------------ the bar
 

@@ -332,3 +332,16 @@ def test_the_setting_builds_the_lane_in_the_service_learner() -> None:
     learner = build_learner(settings_, ClassSet())
     assert learner.gate.alerts is not None and learner.gate.alerts.k == 7
     assert build_learner(Settings(), ClassSet()).gate.alerts is None
+
+
+def test_a_card_compromised_before_any_event_is_quiet_too() -> None:
+    # A fraud label can come before the first event (a replica started with no state): the
+    # lane had no time to count the quiet days from and dropped it, so the card was alerted.
+    lane = DailyAlerts(cards_per_day=2, slack=1.0, quiet_days=1.0)
+    lane.compromised("a")
+    lane.observe("a", 0.99, 1000.0)
+    assert not lane.wants("a", 0.99)
+    lane.observe("b", 0.99, 1060.0)
+    assert lane.wants("b", 0.99)
+    lane.observe("a", 0.99, 1000.0 + 86_400.0 + 60)  # quiet for a day from the first event
+    assert lane.wants("a", 0.99)
