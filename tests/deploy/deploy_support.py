@@ -57,6 +57,18 @@ def run_tool(
     )
 
 
+def promtool_test(
+    promtool: Path, folder: Path, rules: dict[str, Any], test: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` of one test group (``interval``, ``input_series`` and the cases)
+    against ``rules``, both written to ``folder`` first, evaluated every minute."""
+    (folder / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    spec = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [test]}
+    path = folder / "promtool_test.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return run_tool(promtool, "test", "rules", path)
+
+
 class Helm:
     """``helm lint`` and ``helm template`` on the chart (or a copy of it)."""
 

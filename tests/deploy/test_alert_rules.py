@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import CHART, ROOT, Helm, one, rules_spec, run_tool
+from deploy_support import CHART, ROOT, Helm, one, promtool_test, rules_spec, run_tool
 
 Render = Callable[[str], list[dict[str, Any]]]
 
@@ -186,7 +186,6 @@ def test_accuracy_drop_fires_with_a_custom_series_selector(
     values = tmp_path / "selector-values.yaml"
     values.write_text(yaml.safe_dump({"metrics": {"prometheusRule": {"selector": selector}}}))
     docs = helm.render(MONITORING, values)
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules_spec(docs), sort_keys=False))
     labels = f'{selector},pod="streamal-0",lane="random"'
     # Every 10 minutes 3 correct and 1 wrong random-lane label: accuracy 75 %, 144 in 6 h.
     series = {"true,true": "0+1x48", "false,false": "0+2x48", "true,false": "0+1x48"}
@@ -222,12 +221,6 @@ def test_accuracy_drop_fires_with_a_custom_series_selector(
             }
         ],
     }
-    tests = {
-        "rule_files": ["rules.yaml"],
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "10m", "input_series": inputs, "alert_rule_test": [case]}],
-    }
-    path = tmp_path / "selector_test.yaml"
-    path.write_text(yaml.safe_dump(tests, sort_keys=False))
-    done = run_tool(promtool, "test", "rules", path)
+    test = {"interval": "10m", "input_series": inputs, "alert_rule_test": [case]}
+    done = promtool_test(promtool, tmp_path, rules_spec(docs), test)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -17,6 +17,7 @@ from deploy_support import (
     exposition_names,
     one,
     promql_metric_names,
+    promtool_test,
     run_tool,
     used_metric_names,
 )
@@ -204,18 +205,11 @@ def test_counts_every_replica_makes_are_not_multiplied_by_the_replicas(
     kept = [n.strip() for n in (grouped.group(1) or "").split(",") if n.strip()]
     expected = "{" + ",".join(f'{n}="{labels[n]}"' for n in kept) + "}"
     spec = {"groups": [{"name": "panel", "rules": [{"record": "panel", "expr": expr}]}]}
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
     case = {
         "expr": "panel",
         "eval_time": "50m",
         "exp_samples": [{"labels": "panel" + expected, "value": 1 if "rate(" in expr else 300}],
     }
-    tests = {
-        "rule_files": ["rules.yaml"],
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", "input_series": inputs, "promql_expr_test": [case]}],
-    }
-    path = tmp_path / "panel_test.yaml"
-    path.write_text(yaml.safe_dump(tests, sort_keys=False))
-    done = run_tool(promtool, "test", "rules", path)
+    test = {"interval": "1m", "input_series": inputs, "promql_expr_test": [case]}
+    done = promtool_test(promtool, tmp_path, spec, test)
     assert done.returncode == 0, f"{expr}\n{done.stdout}{done.stderr}"
