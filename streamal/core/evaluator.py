@@ -76,14 +76,15 @@ class Window:
 
 
 def average_precision(scores: Iterable[float], truth: Iterable[bool]) -> float:
-    """Average precision of ``scores`` for the positive class (ties broken pessimistically).
+    """Average precision of ``scores`` for the positive class (ties broken pessimistically);
+    NaN without positives or with a NaN score (it has no rank), as :func:`auc`.
 
     >>> average_precision([0.9, 0.8, 0.3, 0.1], [True, False, True, False])
     0.8333333333333333
     """
     pairs = sorted(zip(scores, truth, strict=True), key=lambda p: (-p[0], p[1]))
     positives = sum(1 for _, t in pairs if t)
-    if not positives:
+    if not positives or any(math.isnan(s) for s, _ in pairs):
         return math.nan
     hits = 0
     total = 0.0

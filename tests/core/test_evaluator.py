@@ -7,7 +7,7 @@ import math
 import pytest
 
 from streamal.core.budget import WindowBudget
-from streamal.core.evaluator import Report, Window, prequential
+from streamal.core.evaluator import Report, Window, average_precision, prequential
 from streamal.core.gate import Gate
 from streamal.core.learner import ActiveLearner, LabelResult, Scored
 from streamal.core.messages import Label, Transaction
@@ -146,3 +146,11 @@ def _spent_budget() -> WindowBudget:
     budget = WindowBudget(1e-9, 10 * N)
     budget.record(True)  # the only request of a window longer than the stream
     return budget
+
+
+def test_average_precision_of_a_nan_score_is_nan() -> None:
+    """A NaN score has no rank: sorting put it anywhere and AP came out as if it were ranked
+    (1.0 here), where ``auc`` says NaN for the same input."""
+    assert average_precision([0.9, 0.8], [True, False]) == 1.0
+    assert math.isnan(average_precision([math.nan, 0.8, 0.2], [True, False, True]))
+    assert math.isnan(average_precision([0.9, math.nan], [True, False]))
