@@ -572,23 +572,22 @@ def apply_preset(args: argparse.Namespace, settings: Settings) -> Settings:
     return settings.model_copy(update={k: v for k, v in preset.settings.items() if k not in given})
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.preset is not None:
-        settings = apply_preset(args, settings)
-    delay: LabelDelay = args.label_delay or LabelDelay("0")
-    if delay.seconds is not None and args.time_column is None:
-        return _error(f"--label-delay {delay.text} is stream time: it needs --time-column")
+def _options_error(args: argparse.Namespace, settings: Settings, delay: LabelDelay) -> str | None:
+    """What the options alone say is wrong, found before anything is read; None if nothing."""
     # Without event times these would run on the wall clock of a run that replays hours of
     # traffic in seconds: 10 labels an hour bought 1 label on Phishing, and a month of alerts
     # was one day's k cards.
-    if settings.labels_per_hour and args.time_column is None:
-        return _error(
-            "--labels-per-hour is reviewer capacity in stream time: it needs --time-column"
-        )
-    if settings.alert_cards_per_day and args.time_column is None:
-        return _error(
-            "--alert-cards-per-day counts cards per day of event time: it needs --time-column"
-        )
+    if args.time_column is None:
+        for given, needs in (
+            (delay.seconds is not None, f"--label-delay {delay.text} is stream time"),
+            (settings.labels_per_hour, "--labels-per-hour is reviewer capacity in stream time"),
+            (
+                settings.alert_cards_per_day,
+                "--alert-cards-per-day counts cards per day of event time",
+            ),
+        ):
+            if given:
+                return f"{needs}: it needs --time-column"
     # Options that shape only part of a run are refused where that part does not run, rather
     # than accepted and ignored.
     if not args.cards_per_day:
@@ -598,23 +597,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             ("--compromised-days", args.compromised_days),
         ):
             if value is not None:
-                return _error(f"{flag} shapes the daily card report: it needs --cards-per-day")
+                return f"{flag} shapes the daily card report: it needs --cards-per-day"
     if args.report_from and args.report_to and args.report_from > args.report_to:
-        return _error(f"--report-from {args.report_from} is after --report-to {args.report_to}")
+        return f"--report-from {args.report_from} is after --report-to {args.report_to}"
     if args.chargeback_negatives and args.chargeback_delay is None:
-        return _error(
-            "--chargeback-negatives labels what got no chargeback: it needs --chargeback-delay"
-        )
+        return "--chargeback-negatives labels what got no chargeback: it needs --chargeback-delay"
     if args.fraud_rate is not None and not args.data.startswith("synthetic:"):
-        return _error("--fraud-rate is the fraud share of synthetic:transactions only")
-    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
-        return _error("--plot needs matplotlib: pip install matplotlib (or 'streamal[demo]')")
+        return "--fraud-rate is the fraud share of synthetic:transactions only"
     if args.plot is not None:
+        if importlib.util.find_spec("matplotlib") is None:
+            return "--plot needs matplotlib: pip install matplotlib (or 'streamal[demo]')"
         # matplotlib picks the format from the extension: an unknown one fails after the run,
         # and none at all saves to OUT.png while the summary names OUT.
-        kind = args.plot.suffix.lower().removeprefix(".")
-        if kind not in file_formats():
-            return _error(
+        if args.plot.suffix.lower().removeprefix(".") not in file_formats():
+            return (
                 f"--plot {args.plot}: give a file name ending in .png "
                 f"(or {', '.join('.' + k for k in sorted(file_formats() - {'png'}))})"
             )
@@ -623,9 +619,52 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 out.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                return _error(f"cannot write {out}: {exc}")
+                return f"cannot write {out}: {exc}"
             if out.is_dir():  # found now, not after a run of an hour
-                return _error(f"cannot write {out}: it is a directory")
+                return f"cannot write {out}: it is a directory"
+    return None
+
+
+def _columns_error(source: Source, settings: Settings, data: str) -> str | None:
+    """Settings the service takes that a replay cannot honour, or that name no column of the
+    data: refused, not ignored (a --features of no column left the model no feature at all)."""
+    if settings.classes:
+        return (
+            "--classes (STREAMAL_CLASSES): evaluate scores the positive class against the rest; "
+            "choose it with --positive"
+        )
+    never = {*source.drop, settings.time_field, settings.id_field}
+    unknown = [f for f in settings.features or () if f not in source.columns or f in never]
+    if unknown:
+        return (
+            f"--features: {', '.join(map(repr, unknown))}: no feature column of {data} "
+            "(not a column, or dropped, or the time or id field)"
+        )
+    # The labels of a replay come from three sources only: a weight for any other (reviewer,
+    # say, as in production) would be accepted and never applied.
+    named = {item.partition("=")[0].strip() for item in settings.source_weights}
+    if named - set(LABEL_SOURCES):
+        return (
+            f"--source-weights: no labels come from {', '.join(sorted(named - set(LABEL_SOURCES)))}"
+            f" in evaluate; its sources are {', '.join(LABEL_SOURCES)} (the bought labels)"
+        )
+    if settings.card_field:
+        # The card features would be those of one card, None, or (without event times) of
+        # every transaction at 1970-01-01, for ever in their windows.
+        if settings.card_field not in source.columns:
+            return f"--card-field: no column {settings.card_field!r} in {data}"
+        if settings.time_field not in source.columns:
+            return "--card-field: the card and terminal features need event times: --time-column"
+    return None
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.preset is not None:
+        settings = apply_preset(args, settings)
+    delay: LabelDelay = args.label_delay or LabelDelay("0")
+    refused = _options_error(args, settings, delay)
+    if refused is not None:
+        return _error(refused)
     if args.time_column is not None:
         settings = settings.model_copy(update={"time_field": args.time_column})
     console = Console()
@@ -642,37 +681,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     except SourceError as exc:
         return _error(str(exc))
-    # Settings the service takes that a replay cannot honour, or that name no column: refused,
-    # not ignored (a --features of no column left the model no feature at all).
-    if settings.classes:
-        return _error(
-            "--classes (STREAMAL_CLASSES): evaluate scores the positive class against the rest; "
-            "choose it with --positive"
-        )
-    never = {*source.drop, settings.time_field, settings.id_field}
-    unknown = [f for f in settings.features or () if f not in source.columns or f in never]
-    if unknown:
-        return _error(
-            f"--features: {', '.join(map(repr, unknown))}: no feature column of {args.data} "
-            "(not a column, or dropped, or the time or id field)"
-        )
-    # The labels of a replay come from three sources only: a weight for any other (reviewer,
-    # say, as in production) would be accepted and never applied.
-    named = {item.partition("=")[0].strip() for item in settings.source_weights}
-    if named - set(LABEL_SOURCES):
-        return _error(
-            f"--source-weights: no labels come from {', '.join(sorted(named - set(LABEL_SOURCES)))}"
-            f" in evaluate; its sources are {', '.join(LABEL_SOURCES)} (the bought labels)"
-        )
-    if settings.card_field:
-        # The card features would be those of one card, None, or (without event times) of
-        # every transaction at 1970-01-01, for ever in their windows.
-        if settings.card_field not in source.columns:
-            return _error(f"--card-field: no column {settings.card_field!r} in {args.data}")
-        if settings.time_field not in source.columns:
-            return _error(
-                "--card-field: the card and terminal features need event times: --time-column"
-            )
+    refused = _columns_error(source, settings, args.data)
+    if refused is not None:
+        return _error(refused)
     window = args.window or recorded_window(settings.budget_window)
     if args.chargeback_delay is not None and args.chargeback_delay.seconds is None:
         return _error("--chargeback-delay is stream time (e.g. 7d)")
