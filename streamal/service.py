@@ -504,11 +504,7 @@ class Service:
 
     def _open_review(self, record: ConsumerRecord) -> None:
         try:
-            # A null value (a tombstone) reads as empty: bad input, never a TypeError that would
-            # fail the loop at this record again and again.
-            item = decode_review(
-                record.value or b"", self.classes, 4 * self.settings.max_message_bytes
-            )
+            item = decode_review(record.value, self.classes, 4 * self.settings.max_message_bytes)
         except Exception as exc:  # noqa: BLE001 - else this record would stall every replica
             # Not dead-lettered: every replica reads every review, so each would write a copy.
             # Counted and logged (the place, not the data); its label will count as an orphan.
@@ -530,9 +526,7 @@ class Service:
         while waiting:
             record = waiting[0]
             try:
-                label = decode_label(
-                    record.value or b"", self.classes, self.settings.max_message_bytes
-                )
+                label = decode_label(record.value, self.classes, self.settings.max_message_bytes)
             except InvalidMessage as exc:
                 if not self._delivered(self._dead_letter(record, exc.reason, exc.detail, "labels")):
                     return  # the label stays first in line; its dead letter is written again
@@ -831,7 +825,7 @@ class Service:
                 timed = not scored_count % LATENCY_SAMPLE
                 started = perf() if timed else 0.0
                 try:
-                    txn = decode_transaction(record.value or b"", schema, max_bytes)
+                    txn = decode_transaction(record.value, schema, max_bytes)
                     scored = learner.score(txn)
                 except InvalidMessage as exc:
                     invalid_count += 1

@@ -68,7 +68,9 @@ def _reject_constant(name: str) -> float:
     raise InvalidMessage("bad_value", f"non-finite number {name} is not allowed")
 
 
-def _loads(raw: bytes | str, max_bytes: int) -> Any:
+def _loads(raw: bytes | str | None, max_bytes: int) -> Any:
+    if raw is None:  # a record with a null value (a Kafka tombstone): an empty message
+        raw = b""
     if len(raw) > max_bytes:
         raise InvalidMessage("oversize", f"message of {len(raw)} bytes exceeds {max_bytes}")
     try:
@@ -229,7 +231,7 @@ def extract_features(event: Mapping[str, Any], schema: TransactionSchema) -> dic
 
 
 def decode_transaction(
-    raw: bytes | str, schema: TransactionSchema, max_bytes: int = 65536
+    raw: bytes | str | None, schema: TransactionSchema, max_bytes: int = 65536
 ) -> Transaction:
     """Decode and validate one transaction message.
 
@@ -331,7 +333,7 @@ SOURCE_MAX = 32
 
 
 def decode_label(
-    raw: bytes | str | Mapping[str, Any], classes: ClassSet, max_bytes: int = 65536
+    raw: bytes | str | Mapping[str, Any] | None, classes: ClassSet, max_bytes: int = 65536
 ) -> Label:
     """Decode and validate one label message (bytes from Kafka or a dict from HTTP).
 
@@ -424,7 +426,9 @@ def _finite(value: Any) -> float:
     raise InvalidMessage("bad_value", f"feature value {value!r:.40} is not a finite number")
 
 
-def decode_review(raw: bytes | str, classes: ClassSet, max_bytes: int = 1 << 20) -> PendingItem:
+def decode_review(
+    raw: bytes | str | None, classes: ClassSet, max_bytes: int = 1 << 20
+) -> PendingItem:
     """Rebuild an open review request from its message on the reviews topic.
 
     Every replica reads the reviews topic, so every replica can learn a label for an event

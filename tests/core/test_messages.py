@@ -65,6 +65,20 @@ def test_not_json(raw: bytes) -> None:
     assert _reason(raw) == "not_json"
 
 
+def test_a_null_record_is_not_json_for_every_decoder() -> None:
+    """A Kafka record with a null value (a tombstone) is an empty message, never a TypeError
+    that would fail a loop at that record again and again."""
+    decoders = (
+        lambda: decode_transaction(None, SCHEMA),
+        lambda: decode_label(None, ClassSet()),
+        lambda: decode_review(None, ClassSet()),
+    )
+    for decode in decoders:
+        with pytest.raises(InvalidMessage) as refused:
+            decode()
+        assert refused.value.reason == "not_json"
+
+
 @pytest.mark.parametrize("raw", [b"[1, 2]", b'"e1"', b"42", b"null", b"true"])
 def test_not_object(raw: bytes) -> None:
     assert _reason(raw) == "not_object"
