@@ -206,10 +206,6 @@ def gate_settings(settings: Settings) -> dict[str, Any]:
 REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
-def _for_good(future: Any) -> bool:
-    return isinstance(future.exception, REFUSED_FOR_GOOD)
-
-
 class Service:
     """streamal's events and labels loops, their Kafka clients, and their metrics.
 
@@ -887,7 +883,11 @@ class Service:
         # A score or review request the broker refuses for good (larger than it accepts) would
         # be refused again at every replay of the batch, stalling the stream for ever: its
         # transaction goes to the dead-letter topic instead, and the batch goes on.
-        refused = {id(r): (f, r) for f, r in outputs if f.failed() and _for_good(f)}
+        refused = {
+            id(r): (f, r)
+            for f, r in outputs
+            if f.failed() and isinstance(f.exception, REFUSED_FOR_GOOD)
+        }
         for future, record in refused.values():
             futures.append(self._dead_letter_refused(record, future.exception))
         if refused:

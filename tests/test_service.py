@@ -135,18 +135,35 @@ def test_an_api_label_while_the_broker_does_not_answer_is_refused_at_once() -> N
 
 
 class _Producer:
-    """A producer that refuses every record, as when the dead-letter topic refuses writes (an
-    ACL missing, say), until ``accept`` is set: the labels loop's part, without a broker."""
+    """A producer without a broker. Records sent to a refused topic (any, when ``topics`` is
+    None) fail until ``accept`` is set: by default as when the dead-letter topic refuses writes
+    (an ACL missing, say); with ``error``, raised by send() when ``at_send`` (the producer's own
+    size check), else as the failed future of the broker's answer. ``sent`` has the topic of
+    every record sent, ``written`` the accepted records."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        error: Exception | None = None,
+        topics: tuple[str, ...] | None = None,
+        at_send: bool = False,
+    ) -> None:
+        self.error, self.topics, self.at_send = error, topics, at_send
         self.accept = False
         self.sent: list[str] = []
+        self.written: list[tuple[str, bytes]] = []
 
     def send(self, topic: str, key: bytes, value: bytes) -> Future:
         self.sent.append(topic)
-        if self.accept:
+        if self.accept or (self.topics is not None and topic not in self.topics):
+            self.written.append((topic, value))
             return Future().success(None)
-        return Future().failure(TopicAuthorizationFailedError(topic))
+        error = self.error or TopicAuthorizationFailedError(topic)
+        if self.at_send:
+            raise error
+        return Future().failure(error)
+
+    def flush(self, timeout: float) -> None:
+        pass
 
 
 def _label_record(offset: int, value: bytes) -> ConsumerRecord:
@@ -198,26 +215,6 @@ class _Consumer:
         self.seeks.append((tp, offset))
 
 
-class _RefusingProducer:
-    """Refuses every record sent to ``topic`` with ``error``, raised by send() when ``at_send``
-    (the producer's own size check) or as the failed future of the broker's answer."""
-
-    def __init__(self, topic: str, error: Exception, at_send: bool = False) -> None:
-        self.topic, self.error, self.at_send = topic, error, at_send
-        self.sent: list[tuple[str, bytes]] = []
-
-    def send(self, topic: str, key: bytes, value: bytes) -> Future:
-        if topic == self.topic:
-            if self.at_send:
-                raise self.error
-            return Future().failure(self.error)
-        self.sent.append((topic, value))
-        return Future().success(None)
-
-    def flush(self, timeout: float) -> None:
-        pass
-
-
 def _batch(n: int) -> dict[TopicPartition, list[ConsumerRecord]]:
     records = []
     for i in range(n):
@@ -238,12 +235,12 @@ def test_an_output_refused_for_good_dead_letters_its_transaction_and_the_batch_g
     the batch (right for an outage) would stall the stream for ever. Its transaction is
     dead-lettered (oversize) and the rest of the batch is scored and committed."""
     service = Service(Settings(budget=1.0, strategy="random"))  # every event asks for a review
-    producer = _RefusingProducer("reviews", MessageSizeTooLargeError("too large"), at_send)
+    producer = _Producer(MessageSizeTooLargeError("too large"), ("reviews",), at_send)
     service._producer = producer
     consumer = _Consumer()
     service._process_batch(consumer, _batch(3))
     assert consumer.committed == 1 and not consumer.seeks
-    letters = [json.loads(v) for t, v in producer.sent if t == "dead-letter"]
+    letters = [json.loads(v) for t, v in producer.written if t == "dead-letter"]
     assert [(d["reason"], d["source_offset"]) for d in letters] == [
         ("oversize", 100),
         ("oversize", 101),
@@ -262,13 +259,13 @@ def test_an_output_refused_for_a_while_replays_the_batch() -> None:
     """An error a retry may cure (a leader moving, an outage) replays the batch, dead-letters
     nothing and commits nothing: no transaction is lost."""
     service = Service(Settings(budget=1.0, strategy="random"))
-    producer = _RefusingProducer("reviews", NotLeaderForPartitionError())
+    producer = _Producer(NotLeaderForPartitionError(), ("reviews",))
     service._producer = producer
     consumer = _Consumer()
     service._process_batch(consumer, _batch(2))
     assert consumer.committed == 0
     assert consumer.seeks == [(TopicPartition("transactions", 0), 100)]
-    assert not [t for t, _ in producer.sent if t == "dead-letter"]
+    assert not [t for t, _ in producer.written if t == "dead-letter"]
 
 
 def test_a_broker_down_at_start_does_not_fail_the_liveness_probe(
